@@ -1,0 +1,1 @@
+"""Exact verification: network -> affine/ReLU form -> bounds -> MILP (HiGHS)."""
