@@ -41,17 +41,35 @@ class CheckpointMetadata:
     metrics: dict[str, Any] = field(default_factory=dict)
     epoch: int | None = None
     package_version: str = __version__
-    torch_version: str = torch.__version__
+    torch_version: str = str(torch.__version__)
     created: str = ""
     sha256: str = ""  # of the file, filled in by load_checkpoint; never stored
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain data only (str, int, float, bool, None, lists, dicts), so that a
+        weights-only load accepts it."""
         d = asdict(self)
         d.pop("sha256")
-        d["input_shape"] = list(self.input_shape)
-        d["mean"] = list(self.mean)
-        d["std"] = list(self.std)
-        return d
+        return plain_data(d)
+
+
+def plain_data(value: Any) -> Any:
+    """``value`` with tuples as lists, str/number subclasses and numpy scalars as builtins."""
+    if isinstance(value, dict):
+        return {str(k): plain_data(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain_data(v) for v in value]
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, str):
+        return str(value)
+    if hasattr(value, "item") and callable(value.item):  # numpy / torch scalars
+        return plain_data(value.item())
+    return str(value)
 
 
 def model_kwargs(meta: CheckpointMetadata) -> dict[str, Any]:
