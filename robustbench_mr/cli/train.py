@@ -5,9 +5,10 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
+from robustbench_mr.cli import train_cmd
 from robustbench_mr.cli.common import build_parser, run_main
 
-COMMANDS: list = []
+COMMANDS: list = [train_cmd]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,94 @@
+"""Step time of manifold regularization vs plain and PGD adversarial training.
+
+    .venv/bin/python bench/train_overhead.py                       # CPU: small + large, ~2 min
+    .venv/bin/python bench/train_overhead.py --device cuda --batch-size-large 128 --steps 20
+
+The paper's claim: ``mr`` costs about three forward passes (one 3B batch: expect at most
+~3.5x plain), PGD-k training about k+1 forward/backward passes (PGD-10: ~8x or more).
+Every method runs the real ``training_step`` of the trainer on a CIFAR-10-shaped random
+batch; methods are interleaved round-robin (one step each per round) so that they share the
+machine's state, after warm-up rounds; the table gives the median step time and its ratio
+to ``plain`` for each model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import torch  # noqa: E402
+
+from robustbench_mr.models import build_model  # noqa: E402
+from robustbench_mr.training.regularizers import HammingAccumulator  # noqa: E402
+from robustbench_mr.training.trainer import Method, StepSettings, training_step  # noqa: E402
+
+# "plain-3B" is a plain step on a batch three times as large: the cost of "three parallel
+# forward passes" on this machine, the yardstick for mr's overhead beyond them.
+METHODS = [("plain", Method.PLAIN, 0), ("plain-3B", Method.PLAIN, 0), ("mr", Method.MR, 0), ("pgd-7", Method.PGD, 7), ("pgd-10", Method.PGD, 10)]
+
+
+def bench_model(arch: str, batch: int, steps: int, warmup: int, device: torch.device, amp: bool, channels_last: bool) -> dict[str, float]:
+    torch.manual_seed(0)
+    model = build_model(arch, input_shape=(3, 32, 32), num_classes=10, mean=[0.49, 0.48, 0.45], std=[0.25, 0.24, 0.26]).to(device).train()
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, weight_decay=5e-4)
+    hamming = HammingAccumulator(model, alpha=8.0)
+    x3 = torch.rand(3 * batch, 3, 32, 32, device=device)
+    if channels_last:
+        x3 = x3.contiguous(memory_format=torch.channels_last)
+    y3 = torch.randint(0, 10, (3 * batch,), device=device)
+    x, y = x3[:batch], y3[:batch]
+    gen = torch.Generator(device=device).manual_seed(0)
+    autocast = torch.autocast(device_type="cuda", dtype=torch.bfloat16) if amp else None
+    times: dict[str, list[float]] = {name: [] for name, _, _ in METHODS}
+    for rnd in range(warmup + steps):
+        for name, method, k in METHODS:
+            s = StepSettings(method, 8 / 255, 0.8, 2400.0, max(k, 1), None)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            xb, yb = (x3, y3) if name == "plain-3B" else (x, y)
+            training_step(model, opt, hamming, xb, yb, s, gen, autocast)  # .item() inside syncs
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            if rnd >= warmup:
+                times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(v) for name, v in times.items()}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", default="small,large")
+    ap.add_argument("--batch-size-small", type=int, default=128)
+    ap.add_argument("--batch-size-large", type=int, default=None, help="default 8 on CPU, 128 on CUDA")
+    ap.add_argument("--steps", type=int, default=5, help="timed rounds (median)")
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    ap.add_argument("--amp", action="store_true")
+    ap.add_argument("--channels-last", action="store_true")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    device = torch.device("cuda" if (args.device == "auto" and torch.cuda.is_available()) else ("cpu" if args.device == "auto" else args.device))
+    large_batch = args.batch_size_large or (128 if device.type == "cuda" else 8)
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {args.threads} thread(s)"
+    print(f"# device: {where}; steps={args.steps} (median) after {args.warmup} warm-up rounds; amp={args.amp} channels_last={args.channels_last}")
+    print(f"{'model':<7} {'batch':>5} " + " ".join(f"{name + ' ms':>11} {'x':>6}" for name, _, _ in METHODS))
+    for arch in [m.strip() for m in args.models.split(",") if m.strip()]:
+        batch = args.batch_size_small if arch == "small" else large_batch
+        med = bench_model(arch, batch, args.steps, args.warmup, device, args.amp, args.channels_last and arch == "large")
+        base = med["plain"]
+        cells = " ".join(f"{med[name] * 1e3:>11.1f} {med[name] / base:>6.2f}" for name, _, _ in METHODS)
+        print(f"{arch:<7} {batch:>5} {cells}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,518 @@
+"""The training loop: manifold regularization (Jin & Rinard 2020) and its baselines.
+
+Methods (``TrainConfig.method``):
+
+- ``mr``: CE(f(x), y) + gamma_I * intrinsic + gamma_H * Hamming (one 3B forward pass)
+- ``plain``: cross-entropy only
+- ``pgd``: Madry et al. PGD adversarial training (CE on the PGD example only)
+- ``intrinsic-only`` / ``hamming-only``: the paper's ablations (3B pass, one term)
+
+Weight decay goes into SGD (5e-4), not the loss. Every epoch writes the checkpoint
+(``out``; metadata carries the training config and the metrics) and appends a CSV row beside
+it; the checkpoint's ``extra`` holds the optimizer state, the epoch and every RNG state, so
+``resume=True`` continues bit for bit (on CPU) as if the run had never stopped.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import random
+import sys
+import time
+from collections.abc import Mapping
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from robustbench_mr.errors import UserError
+from robustbench_mr.training.regularizers import (
+    HammingAccumulator,
+    clean_batch_statistics,
+    intrinsic_term,
+    pgd_linf,
+    random_corners,
+)
+from robustbench_mr.training.schedules import Schedule
+from robustbench_mr.training.stability import unstable_relu_fraction
+
+
+class Method(str, Enum):
+    MR = "mr"
+    PLAIN = "plain"
+    PGD = "pgd"
+    INTRINSIC_ONLY = "intrinsic-only"
+    HAMMING_ONLY = "hamming-only"
+
+    @property
+    def uses_triple_batch(self) -> bool:
+        return self in (Method.MR, Method.INTRINSIC_ONLY, Method.HAMMING_ONLY)
+
+    @property
+    def uses_intrinsic(self) -> bool:
+        return self in (Method.MR, Method.INTRINSIC_ONLY)
+
+    @property
+    def uses_hamming(self) -> bool:
+        return self in (Method.MR, Method.HAMMING_ONLY)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines a run. Defaults are the ``small`` preset on digits."""
+
+    arch: str = "small"
+    dataset: str = "digits"
+    method: str = "mr"
+    out: str = "runs/small_digits_mr.pt"
+    epochs: int = 100
+    batch_size: int = 128
+    lr: float = 0.1  # peak of the piecewise-linear schedule
+    lr_mid: float = 0.005
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    eps: float = 8 / 255
+    eps_start: float = 2 / 255
+    gamma_i: float = 0.4
+    gamma_h: float = 9000.0
+    gamma_growth: float = 10.0
+    alpha: float = 8.0
+    pgd_steps: int = 7
+    pgd_step_size: float | None = None  # None: 2.5 * eps / steps (Madry et al.)
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = False
+    channels_last: bool = False
+    augment: bool | None = None  # None: random crop + flip for cifar10 only
+    workers: int = 0  # CPU threads for torch (0: torch's default)
+    data_dir: str | None = None
+    download: bool = False
+    arch_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    stability_samples: int = 1000  # test inputs for the unstable-ReLU column
+    resume: bool = False
+    quiet: bool = False
+
+    def schedule(self) -> Schedule:
+        return Schedule(
+            epochs=self.epochs,
+            lr_peak=self.lr,
+            lr_mid=self.lr_mid,
+            eps_start=self.eps_start,
+            eps_end=self.eps,
+            gamma_i=self.gamma_i,
+            gamma_h=self.gamma_h,
+            gamma_growth=self.gamma_growth,
+        )
+
+    def csv_path(self) -> Path:
+        return Path(self.out).with_suffix(".csv")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["arch_kwargs"] = dict(self.arch_kwargs)
+        return d
+
+
+# Fields that may differ between a killed run and its --resume without changing the result.
+_RESUME_FREE = {"resume", "quiet", "out", "device", "workers", "data_dir", "download"}
+
+
+@dataclass(frozen=True)
+class EpochLog:
+    epoch: int  # 1-based: epochs completed
+    lr: float
+    eps: float
+    gamma_i: float
+    gamma_h: float
+    loss: float
+    ce: float
+    intrinsic: float
+    hamming: float
+    train_acc: float
+    test_acc: float
+    unstable_frac: float
+    seconds: float
+
+
+CSV_FIELDS = list(EpochLog.__dataclass_fields__)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    checkpoint: Path
+    csv: Path
+    epochs_run: int
+    metrics: dict[str, float]
+    history: tuple[EpochLog, ...]
+
+
+@dataclass(frozen=True)
+class StepSettings:
+    """The scheduled values one step uses."""
+
+    method: Method
+    eps: float
+    gamma_i: float
+    gamma_h: float
+    pgd_steps: int
+    pgd_step_size: float | None
+
+
+@dataclass(frozen=True)
+class StepLosses:
+    loss: float
+    ce: float
+    intrinsic: float
+    hamming: float
+    correct: int
+
+
+def validate_config(config: TrainConfig) -> Method:
+    from robustbench_mr.data import dataset_info
+    from robustbench_mr.models import ARCHITECTURES
+
+    try:
+        method = Method(config.method)
+    except ValueError:
+        raise UserError(f"unknown method {config.method!r}; use one of: {', '.join(m.value for m in Method)}") from None
+    if config.arch not in ARCHITECTURES:
+        raise UserError(f"unknown architecture {config.arch!r}; known: {', '.join(sorted(ARCHITECTURES))}")
+    dataset_info(config.dataset)
+    checks = [
+        (config.epochs >= 1, "--epochs must be >= 1"),
+        (config.batch_size >= 1, "--batch-size must be >= 1"),
+        (config.lr > 0 and config.lr_mid >= 0, "--lr must be positive"),
+        (0 < config.eps <= 1, "--eps must be in (0, 1] (pixel units, e.g. 8/255)"),
+        (0 <= config.eps_start <= config.eps, "the starting eps must be in [0, --eps]"),
+        (config.gamma_i >= 0 and config.gamma_h >= 0, "--gamma-i and --gamma-h must be >= 0"),
+        (config.alpha > 0, "--alpha must be positive"),
+        (config.pgd_steps >= 1, "--pgd-steps must be >= 1"),
+        (config.pgd_step_size is None or config.pgd_step_size > 0, "--pgd-step-size must be positive"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise UserError(message)
+    return method
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"unknown device {name!r}; use auto, cpu or cuda[:N]") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"device {name!r} requested but CUDA is not available; use --device cpu")
+    return dev
+
+
+def training_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    hamming: HammingAccumulator | None,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    settings: StepSettings,
+    noise: torch.Generator | None,
+    autocast: Any = None,
+) -> StepLosses:
+    """One SGD step of ``settings.method`` on the batch (x, y); returns the loss parts."""
+    method = settings.method
+    amp = autocast if autocast is not None else nullcontext()
+    zero = torch.zeros((), device=x.device)
+    intrinsic = hamming_value = zero
+    if method is Method.PGD:
+        step = settings.pgd_step_size if settings.pgd_step_size is not None else 2.5 * settings.eps / settings.pgd_steps
+        # Train accuracy is clean accuracy for every method. Measured before the attack: a
+        # forward pass between the adversarial forward and backward would modify the BN
+        # buffers that autograd saved.
+        with torch.no_grad(), amp:
+            correct = int((model_clean_logits(model, x).argmax(1) == y).sum())
+        with amp:
+            x_train = pgd_linf(model, x, y, settings.eps, settings.pgd_steps, step, noise)
+            logits = model(x_train).float()
+        ce = F.cross_entropy(logits, y)
+        loss = ce
+    elif method.uses_triple_batch:
+        b = x.shape[0]
+        x_plus, x_minus = random_corners(x, settings.eps, noise)
+        batch = torch.cat([x, x_plus, x_minus])
+        collect = hamming.collecting() if (hamming is not None and method.uses_hamming) else nullcontext()
+        with amp, clean_batch_statistics(model), collect:
+            out = model(batch).float()
+        logits, logits_plus, logits_minus = out.split(b)
+        ce = F.cross_entropy(logits, y)
+        loss = ce
+        if method.uses_intrinsic:
+            intrinsic = intrinsic_term(logits_plus, logits_minus)
+            loss = loss + settings.gamma_i * intrinsic
+        if method.uses_hamming:
+            if hamming is None:
+                raise RuntimeError("method needs a HammingAccumulator")
+            hamming_value = hamming.value()
+            loss = loss + settings.gamma_h * hamming_value
+        correct = int((logits.detach().argmax(1) == y).sum())
+    else:
+        with amp:
+            logits = model(x).float()
+        ce = F.cross_entropy(logits, y)
+        loss = ce
+        correct = int((logits.detach().argmax(1) == y).sum())
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return StepLosses(float(loss.detach()), float(ce.detach()), float(intrinsic.detach()), float(hamming_value.detach()), correct)
+
+
+def model_clean_logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Logits without touching BatchNorm running statistics (train-mode batch stats)."""
+    from robustbench_mr.training.regularizers import frozen_batchnorm_stats
+
+    with frozen_batchnorm_stats(model):
+        return model(x)
+
+
+def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Random crop (zero padding 4) and horizontal flip, batched, from ``gen``."""
+    n, _, h, w = x.shape
+    pad = 4
+    padded = F.pad(x, (pad, pad, pad, pad))
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=gen, device=x.device)
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=gen, device=x.device)
+    flip = torch.randint(0, 2, (n,), generator=gen, device=x.device).bool()
+    rows = dy[:, None] + torch.arange(h, device=x.device)[None, :]
+    cols = dx[:, None] + torch.arange(w, device=x.device)[None, :]
+    cols = torch.where(flip[:, None], cols.flip(1), cols)
+    idx_n = torch.arange(n, device=x.device)[:, None, None, None]
+    idx_c = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
+    return padded[idx_n, idx_c, rows[:, None, :, None], cols[:, None, None, :]]
+
+
+@torch.no_grad()
+def clean_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device, batch_size: int = 512) -> float:
+    was_training = model.training
+    model.eval()
+    correct = 0
+    for i in range(0, len(x), batch_size):
+        correct += int((model(x[i : i + batch_size].to(device)).argmax(1).cpu() == y[i : i + batch_size]).sum())
+    model.train(was_training)
+    return correct / max(len(x), 1)
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _rng_state(data_gen: torch.Generator, noise_gen: torch.Generator) -> dict[str, Any]:
+    """Every RNG state as weights-only-loadable data (tensors, lists, ints)."""
+    np_state = np.random.get_state()
+    py_state = random.getstate()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]), "has_gauss": int(np_state[3]), "gauss": float(np_state[4])},
+        "python": {"version": py_state[0], "state": list(py_state[1]), "gauss": py_state[2]},
+        "data": data_gen.get_state(),
+        "noise": noise_gen.get_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _restore_rng_state(state: Mapping[str, Any], data_gen: torch.Generator, noise_gen: torch.Generator) -> None:
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    p = state["python"]
+    random.setstate((p["version"], tuple(p["state"]), p["gauss"]))
+    data_gen.set_state(state["data"])
+    noise_gen.set_state(state["noise"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _read_csv(path: Path, upto_epoch: int) -> list[EpochLog]:
+    if not path.exists():
+        return []
+    rows = []
+    with open(path, newline="") as fh:
+        for r in csv.DictReader(fh):
+            if int(r["epoch"]) <= upto_epoch:
+                rows.append(EpochLog(epoch=int(r["epoch"]), **{k: float(r[k]) for k in CSV_FIELDS if k != "epoch"}))
+    return rows
+
+
+def _write_csv(path: Path, rows: list[EpochLog]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
+        w.writeheader()
+        for r in rows:
+            w.writerow(asdict(r))
+    tmp.replace(path)
+
+
+def train(config: TrainConfig) -> TrainResult:
+    """Train per ``config``; writes ``config.out`` (checkpoint) and its CSV log each epoch."""
+    from robustbench_mr.checkpoint import metadata_for, read_checkpoint_payload, save_checkpoint
+    from robustbench_mr.data import load_dataset
+    from robustbench_mr.models import build_model
+
+    method = validate_config(config)
+    device = resolve_device(config.device)
+    if config.amp and device.type != "cuda":
+        raise UserError("--amp needs a CUDA device (mixed precision is not used on CPU); drop --amp or use --device cuda")
+    if config.workers > 0:
+        torch.set_num_threads(config.workers)
+    out = Path(config.out)
+    csv_path = config.csv_path()
+
+    _seed_everything(config.seed)
+    x_train, y_train = load_dataset(config.dataset, "train", config.data_dir, config.download)
+    x_test, y_test = load_dataset(config.dataset, "test", config.data_dir, config.download)
+    meta0 = metadata_for(config.arch, config.dataset, dict(config.arch_kwargs))
+    model = build_model(config.arch, input_shape=meta0.input_shape, num_classes=meta0.num_classes, mean=list(meta0.mean), std=list(meta0.std), **dict(config.arch_kwargs))
+    model = model.to(device)
+    memory_format = torch.channels_last if (config.channels_last and device.type == "cuda") else torch.preserve_format
+    if config.channels_last and device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0, momentum=config.momentum, weight_decay=config.weight_decay)
+    data_gen = torch.Generator().manual_seed(config.seed)
+    noise_gen = torch.Generator(device=device).manual_seed(config.seed + 1)
+    augment = config.augment if config.augment is not None else config.dataset == "cifar10"
+
+    start_epoch = 0
+    history: list[EpochLog] = []
+    if config.resume:
+        if not out.exists():
+            raise UserError(f"--resume: no checkpoint at {out} to continue; run without --resume to start")
+        payload = read_checkpoint_payload(out)
+        saved_cfg = payload["metadata"].get("train_config", {})
+        mine = {k: v for k, v in _plain(config.to_dict()).items() if k not in _RESUME_FREE}
+        theirs = {k: v for k, v in saved_cfg.items() if k not in _RESUME_FREE}
+        diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+        if diff:
+            raise UserError(f"--resume: {out} was trained with different settings ({', '.join(diff)}); use the same flags or a new --out")
+        extra = payload.get("extra") or {}
+        if "optimizer" not in extra:
+            raise UserError(f"--resume: {out} holds no optimizer state (not written by mr-train)")
+        model.load_state_dict(payload["state_dict"])
+        optimizer.load_state_dict(extra["optimizer"])
+        _restore_rng_state(extra["rng"], data_gen, noise_gen)
+        start_epoch = int(extra["epoch"])
+        history = _read_csv(csv_path, start_epoch)
+
+    hamming = HammingAccumulator(model, config.alpha) if method.uses_hamming else None
+    schedule = config.schedule()
+    n = len(x_train)
+    steps_per_epoch = math.ceil(n / config.batch_size)
+    x_stab = x_test[: config.stability_samples]
+    autocast = torch.autocast(device_type="cuda", dtype=torch.bfloat16) if config.amp else None
+    progress = _progress_factory(config.quiet)
+
+    for epoch in range(start_epoch, config.epochs):
+        t0 = time.perf_counter()
+        model.train()
+        perm = torch.randperm(n, generator=data_gen)
+        sums = {"loss": 0.0, "ce": 0.0, "intrinsic": 0.0, "hamming": 0.0}
+        correct = 0
+        settings = None
+        bar = progress(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{config.epochs} {method.value}")
+        for step in range(steps_per_epoch):
+            idx = perm[step * config.batch_size : (step + 1) * config.batch_size]
+            xb, yb = x_train[idx].to(device, non_blocking=True), y_train[idx].to(device, non_blocking=True)
+            if augment:
+                xb = _augment(xb, noise_gen)
+            if memory_format is torch.channels_last:
+                xb = xb.contiguous(memory_format=torch.channels_last)
+            t = epoch + step / steps_per_epoch
+            for g in optimizer.param_groups:
+                g["lr"] = schedule.lr(t)
+            settings = StepSettings(method, schedule.eps(t), schedule.gamma_i_at(t), schedule.gamma_h_at(t), config.pgd_steps, config.pgd_step_size)
+            parts = training_step(model, optimizer, hamming, xb, yb, settings, noise_gen, autocast)
+            if not math.isfinite(parts.loss):
+                raise UserError(f"training diverged (loss {parts.loss}) at epoch {epoch + 1}; lower --lr or --gamma-h")
+            for k in sums:
+                sums[k] += getattr(parts, k) * len(idx)
+            correct += parts.correct
+            bar.update(1)
+            bar.set_postfix(loss=f"{parts.loss:.3f}", eps=f"{settings.eps * 255:.2f}/255")
+        bar.close()
+        assert settings is not None
+        model.eval()
+        test_acc = clean_accuracy(model, x_test, y_test, device)
+        unstable = unstable_relu_fraction(model, x_stab, settings.eps)
+        row = EpochLog(
+            epoch=epoch + 1,
+            lr=optimizer.param_groups[0]["lr"],
+            eps=settings.eps,
+            gamma_i=settings.gamma_i if method.uses_intrinsic else 0.0,
+            gamma_h=settings.gamma_h if method.uses_hamming else 0.0,
+            loss=sums["loss"] / n,
+            ce=sums["ce"] / n,
+            intrinsic=sums["intrinsic"] / n,
+            hamming=sums["hamming"] / n,
+            train_acc=correct / n,
+            test_acc=test_acc,
+            unstable_frac=unstable,
+            seconds=time.perf_counter() - t0,
+        )
+        history.append(row)
+        metrics = {"train_acc": row.train_acc, "test_acc": row.test_acc, "unstable_frac": row.unstable_frac, "eps": row.eps}
+        meta = metadata_for(config.arch, config.dataset, dict(config.arch_kwargs), train_config=_plain(config.to_dict()), metrics=metrics, epoch=epoch + 1)
+        extra = {"optimizer": optimizer.state_dict(), "epoch": epoch + 1, "rng": _rng_state(data_gen, noise_gen)}
+        # CSV first, then the checkpoint: a kill between the two leaves a CSV row that the
+        # resumed run (which restarts from the checkpoint's epoch) drops and rewrites.
+        _write_csv(csv_path, history)
+        save_checkpoint(out, model, meta, extra)
+        if not config.quiet:
+            print(
+                f"epoch {row.epoch}: loss {row.loss:.4f} (ce {row.ce:.4f}, intr {row.intrinsic:.4f}, ham {row.hamming:.2e}) "
+                f"train {row.train_acc:.3f} test {row.test_acc:.3f} unstable {row.unstable_frac:.3f} eps {row.eps * 255:.2f}/255",
+                file=sys.stderr,
+            )
+    if hamming is not None:
+        hamming.remove()
+    num_classes = int(meta0.num_classes)
+    if history and method.uses_hamming and history[-1].test_acc <= 1.5 / num_classes and history[-1].unstable_frac < 0.01:
+        # All ReLUs dead is a trivial minimum of the Hamming term; say so instead of leaving
+        # a "perfectly stable" useless model to be verified.
+        print(
+            f"warning: the model collapsed (test accuracy {history[-1].test_acc:.3f}, nearly every ReLU stable): "
+            f"gamma_H={config.gamma_h} is too large for this dataset/model; lower --gamma-h (e.g. 50 for small on digits)",
+            file=sys.stderr,
+        )
+    last = history[-1] if history else None
+    metrics = {"train_acc": last.train_acc, "test_acc": last.test_acc, "unstable_frac": last.unstable_frac} if last else {}
+    return TrainResult(checkpoint=out, csv=csv_path, epochs_run=config.epochs - start_epoch, metrics=metrics, history=tuple(history))
+
+
+def _plain(d: dict[str, Any]) -> dict[str, Any]:
+    from robustbench_mr.checkpoint import plain_data
+
+    return plain_data(d)
+
+
+class _NoBar:
+    def update(self, n: int = 1) -> None: ...
+    def set_postfix(self, **kw: Any) -> None: ...
+    def close(self) -> None: ...
+
+
+def _progress_factory(quiet: bool) -> Any:
+    if quiet or not sys.stderr.isatty():
+        return lambda **kw: _NoBar()
+    from tqdm import tqdm
+
+    return lambda **kw: tqdm(leave=False, file=sys.stderr, **kw)
