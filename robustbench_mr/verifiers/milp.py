@@ -1,0 +1,196 @@
+"""Big-M MILP of "some input in the box reaches a clause" built with highspy's vectorized calls.
+
+For one clause ``C y <= d`` we maximize ``t`` subject to ``t <= d_r - C_r y`` for every row r,
+over the input box and the network's big-M encoding (``relu_encoding``). The clause is
+reachable iff the maximum is >= 0. For local robustness the clause "y_j >= y_label" gives
+t = y_j - y_label: the adversarial margin of target class j.
+
+The solve stops as soon as it is decided (``early_stop``): an incumbent with t > 0 (a
+candidate counterexample, confirmed afterwards by a float64 forward pass) or a dual bound
+< 0 (proof). HiGHS's own time limit is soft, so a MIP callback interrupts the solve on our
+own wall clock too. One HiGHS thread per solve: parallelism is over inputs.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from enum import Enum
+
+import highspy
+import numpy as np
+import scipy.sparse as sp
+
+from robustbench_mr.verifiers.bounds import Bounds
+from robustbench_mr.verifiers.network import Network
+from robustbench_mr.verifiers.property import Clause
+from robustbench_mr.verifiers.relu_encoding import ColumnAllocator, SparseRows, encode_relu_layer
+
+# An incumbent t above this stops the search: it is confirmed by a forward pass anyway.
+SAT_STOP = 1e-7
+# A dual bound below -UNSAT_MARGIN proves the clause unreachable.
+UNSAT_MARGIN = 1e-7
+
+
+class MilpError(RuntimeError):
+    """HiGHS rejected part of the model (never ignored: a missing row would be unsound)."""
+
+
+def _ok(status: highspy.HighsStatus, what: str) -> None:
+    if status != highspy.HighsStatus.kOk:
+        raise MilpError(f"HiGHS rejected {what}: {status}")
+
+
+@dataclass
+class ClauseMilp:
+    highs: highspy.Highs
+    input_cols: np.ndarray
+    layer_cols: list[np.ndarray]  # column of each ReLU output (-1: constant 0)
+    binary_cols: list[np.ndarray]  # binary of each ReLU (-1: stable)
+    t_col: int
+    num_cols: int
+    binaries: int
+    clause: Clause
+    network: Network
+
+    def solution_from_input(self, x: np.ndarray) -> np.ndarray:
+        """A full column vector (warm start) from an input point inside the box."""
+        v = np.zeros(self.num_cols)
+        v[self.input_cols] = x
+        z = np.asarray(x, dtype=np.float64)
+        affines = self.network.affines
+        for k, layer in enumerate(affines[:-1]):
+            pre = layer.weight @ z + layer.bias
+            z = np.maximum(pre, 0.0)
+            c, d = self.layer_cols[k], self.binary_cols[k]
+            v[c[c >= 0]] = z[c >= 0]
+            v[d[d >= 0]] = (pre[d >= 0] > 0).astype(np.float64)
+        y = affines[-1].weight @ z + affines[-1].bias
+        v[self.t_col] = float(np.min(self.clause.d - self.clause.C @ y))
+        return v
+
+
+def build_clause_milp(network: Network, bounds: Bounds, lower: np.ndarray, upper: np.ndarray, clause: Clause, t_upper: float = np.inf) -> ClauseMilp:
+    cols = ColumnAllocator()
+    rows = SparseRows.empty()
+    input_cols = cols(lower, upper, integer=False)
+    prev_cols = input_cols
+    prev_const = np.zeros(input_cols.size)
+    layer_cols, binary_cols, binaries = [], [], 0
+    affines = network.affines
+    for k, layer in enumerate(affines[:-1]):
+        lc, const, nb = encode_relu_layer(rows, layer.weight, layer.bias, prev_cols, prev_const, bounds.lower[k], bounds.upper[k], cols)
+        # the binaries of this layer were allocated right after its unstable a-columns
+        bc = np.full(lc.size, -1, dtype=np.int64)
+        unstable = np.nonzero((bounds.lower[k] < 0) & (bounds.upper[k] > 0) & (lc >= 0))[0]
+        if nb:
+            bc[unstable] = np.arange(cols.count - nb, cols.count)
+        layer_cols.append(lc)
+        binary_cols.append(bc)
+        binaries += nb
+        prev_cols, prev_const = lc, const
+    # t + C W a <= d - C (b + W const)
+    last = affines[-1]
+    live = prev_cols >= 0
+    CW = clause.C @ last.weight
+    rhs = clause.d - clause.C @ (last.bias + last.weight[:, ~live] @ prev_const[~live])
+    t_col = int(cols(np.array([-np.inf]), np.array([t_upper]), integer=False)[0])
+    ids = rows.add_block(CW[:, live], prev_cols[live], np.full(rhs.size, -np.inf), rhs)
+    rows.add_entries(ids, np.full(rhs.size, t_col), np.ones(rhs.size))
+
+    n = cols.count
+    r = np.concatenate(rows.rows) if rows.rows else np.zeros(0, dtype=np.int64)
+    c = np.concatenate(rows.cols) if rows.cols else np.zeros(0, dtype=np.int64)
+    v = np.concatenate(rows.vals) if rows.vals else np.zeros(0)
+    keys = r.astype(np.int64) * n + c
+    if np.unique(keys).size != keys.size:
+        raise MilpError("duplicate (row, column) coefficient in the MILP")
+    A = sp.csr_matrix((v, (r, c)), shape=(rows.count, n))
+    A.sort_indices()
+
+    h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
+    h.setOptionValue("threads", 1)
+    h.setOptionValue("mip_feasibility_tolerance", 1e-8)
+    h.setOptionValue("primal_feasibility_tolerance", 1e-8)
+    lb = np.concatenate(cols.lb)
+    ub = np.concatenate(cols.ub)
+    _ok(h.addVars(n, lb, ub), "the columns")
+    integer = np.nonzero(np.concatenate(cols.integer))[0].astype(np.int32)
+    if integer.size:
+        types = np.full(integer.size, highspy.HighsVarType.kInteger)
+        _ok(h.changeColsIntegrality(integer.size, integer, types), "the binaries")
+    row_lo = np.concatenate(rows.lo)
+    row_hi = np.concatenate(rows.hi)
+    _ok(h.addRows(rows.count, row_lo, row_hi, A.nnz, A.indptr[:-1].astype(np.int32), A.indices.astype(np.int32), A.data), "the rows")
+    if h.getNumRow() != rows.count or h.getNumCol() != n or h.getNumNz() != A.nnz:
+        raise MilpError(f"HiGHS holds {h.getNumRow()} rows / {h.getNumNz()} nonzeros, expected {rows.count} / {A.nnz}")
+    _ok(h.changeColCost(t_col, 1.0), "the objective")
+    _ok(h.changeObjectiveSense(highspy.ObjSense.kMaximize), "the objective sense")
+    return ClauseMilp(h, input_cols, layer_cols, binary_cols, t_col, n, binaries, clause, network)
+
+
+class MilpOutcome(Enum):
+    REACHABLE = "reachable"  # incumbent with t >= 0 (to be confirmed by a forward pass)
+    UNREACHABLE = "unreachable"  # proven max t < 0
+    TIMEOUT = "timeout"
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class MilpResult:
+    outcome: MilpOutcome
+    best_t: float  # incumbent objective (-inf if none)
+    dual_bound: float  # proven upper bound on t
+    point: np.ndarray | None  # input part of the incumbent
+    seconds: float
+    message: str = ""
+
+
+def solve_clause_milp(m: ClauseMilp, time_budget: float, warm_start: np.ndarray | None = None, early_stop: bool = True) -> MilpResult:
+    """Maximize t within ``time_budget`` wall seconds (enforced by a callback)."""
+    start = time.perf_counter()
+    h = m.highs
+    h.setOptionValue("time_limit", max(time_budget, 0.01))
+    if warm_start is not None:
+        sol = highspy.HighsSolution()
+        sol.col_value = list(m.solution_from_input(warm_start))
+        sol.value_valid = True
+        h.setSolution(sol)  # a rejected warm start is harmless: it only guides the search
+    deadline = start + time_budget
+
+    def interrupt(e: highspy.highs.HighsCallbackEvent) -> None:
+        out = e.data_out
+        if time.perf_counter() > deadline:
+            e.interrupt()
+        elif early_stop and (out.mip_primal_bound > SAT_STOP or out.mip_dual_bound < -UNSAT_MARGIN):
+            e.interrupt()
+
+    h.cbMipInterrupt.subscribe(interrupt)
+    try:
+        run_status = h.run()
+    finally:
+        h.cbMipInterrupt.unsubscribe(interrupt)
+    seconds = time.perf_counter() - start
+    if run_status == highspy.HighsStatus.kError:
+        return MilpResult(MilpOutcome.ERROR, -np.inf, np.inf, None, seconds, "HiGHS run() returned kError")
+    model_status = h.getModelStatus()
+    info = h.getInfo()
+    sol = h.getSolution()
+    has_point = info.primal_solution_status == 2 and len(sol.col_value) == m.num_cols  # 2 = feasible
+    best = float(info.objective_function_value) if has_point else -np.inf
+    dual = float(info.mip_dual_bound)
+    point = np.asarray(sol.col_value)[m.input_cols] if has_point else None
+    msg = h.modelStatusToString(model_status)
+    if model_status == highspy.HighsModelStatus.kInfeasible:
+        # the box and bounds admit no point at all: no input reaches the clause
+        return MilpResult(MilpOutcome.UNREACHABLE, -np.inf, -np.inf, None, seconds, msg)
+    if has_point and best >= 0.0:
+        return MilpResult(MilpOutcome.REACHABLE, best, dual, point, seconds, msg)
+    if model_status == highspy.HighsModelStatus.kOptimal and best < 0.0:
+        return MilpResult(MilpOutcome.UNREACHABLE, best, min(dual, best) if np.isfinite(dual) else best, point, seconds, msg)
+    if np.isfinite(dual) and dual < -UNSAT_MARGIN:
+        return MilpResult(MilpOutcome.UNREACHABLE, best, dual, point, seconds, msg)
+    if model_status in (highspy.HighsModelStatus.kTimeLimit, highspy.HighsModelStatus.kInterrupt, highspy.HighsModelStatus.kSolutionLimit, highspy.HighsModelStatus.kIterationLimit):
+        return MilpResult(MilpOutcome.TIMEOUT, best, dual, point, seconds, msg)
+    return MilpResult(MilpOutcome.ERROR, best, dual, point, seconds, f"unexpected HiGHS status: {msg}")

@@ -1,0 +1,140 @@
+"""Decide one ``Property`` on one ``Network``: the entry point shared by the robustness runner
+and the VNN-LIB checker.
+
+Pipeline: warm start / random samples (cheap falsification) -> sound bounds (a clause whose
+spec lower bound is positive is unreachable, no MILP) -> one big-M MILP per remaining clause,
+most promising clause first, stopping as soon as one clause is reachable.
+
+SAT is returned only with a counterexample inside the box whose float64
+``network.forward`` output satisfies the clause; UNSAT only when every clause is proven
+unreachable. A MILP incumbent that the forward pass does not confirm gives UNKNOWN.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from enum import Enum
+
+import numpy as np
+
+from robustbench_mr.verifiers.bounds import DEFAULT_BOUNDS, compute_bounds, spec_lower_bounds
+from robustbench_mr.verifiers.milp import MilpOutcome, build_clause_milp, solve_clause_milp
+from robustbench_mr.verifiers.network import Network
+from robustbench_mr.verifiers.property import Property
+
+RANDOM_SAMPLES = 64
+
+
+class PropertyStatus(Enum):
+    SAT = "sat"
+    UNSAT = "unsat"
+    TIMEOUT = "timeout"
+    UNKNOWN = "unknown"
+    ERROR = "error"
+
+
+@dataclass(frozen=True, eq=False)
+class PropertyResult:
+    status: PropertyStatus
+    counterexample: np.ndarray | None
+    output: np.ndarray | None
+    seconds: float
+    message: str = ""
+    unstable_relus: int = 0
+    binaries: int = 0
+    bound_method: str = ""
+    milp_solves: int = 0
+    dual_bound: float | None = None  # best proven upper bound on the clause slack t (gap info)
+
+
+def _confirmed(network: Network, prop: Property, x: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """(x, y) if x lies in the box and its float64 forward output reaches some clause."""
+    x = np.clip(np.asarray(x, dtype=np.float64).reshape(-1), prop.lower, prop.upper)
+    y = network.forward(x)
+    return (x, y) if prop.is_violated_by(y) else None
+
+
+def _sample_falsify(network: Network, prop: Property, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray] | None:
+    if n <= 0:
+        return None
+    pts = rng.uniform(prop.lower, prop.upper, size=(n, prop.lower.size))
+    pts[0] = (prop.lower + prop.upper) / 2.0
+    ys = network.forward(pts)
+    for x, y in zip(pts, ys):
+        if prop.is_violated_by(y):
+            return x, y
+    return None
+
+
+def check_property(network: Network, prop: Property, timeout: float, bounds: str = DEFAULT_BOUNDS, warm_start: np.ndarray | None = None,
+                   early_stop: bool = True, samples: int = RANDOM_SAMPLES, seed: int = 0) -> PropertyResult:
+    """Decide ``prop`` on ``network`` within ``timeout`` wall seconds.
+
+    ``early_stop=False`` solves every clause's MILP to optimality (the slow baseline of
+    ``bench/verify.py``); verdicts are the same.
+    """
+    start = time.perf_counter()
+
+    def elapsed() -> float:
+        return time.perf_counter() - start
+
+    if prop.lower.size != network.num_inputs:
+        raise ValueError(f"property box has {prop.lower.size} inputs, the network takes {network.num_inputs}")
+    if warm_start is not None:
+        hit = _confirmed(network, prop, warm_start)
+        if hit is not None:
+            return PropertyResult(PropertyStatus.SAT, hit[0], hit[1], elapsed(), "warm start is a counterexample", bound_method=bounds)
+    hit = _sample_falsify(network, prop, np.random.default_rng(seed), samples)
+    if hit is not None:
+        return PropertyResult(PropertyStatus.SAT, hit[0], hit[1], elapsed(), "random sample is a counterexample", bound_method=bounds)
+
+    if bounds != "interval":
+        # cheap first: interval bounds alone often prove robust inputs of certifiably trained nets
+        ib = compute_bounds(network, prop.lower, prop.upper, "interval")
+        if all(float(np.min(c.d - (np.maximum(c.C, 0) @ ib.lower[-1] + np.minimum(c.C, 0) @ ib.upper[-1]))) < 0.0 for c in prop.clauses):
+            return PropertyResult(PropertyStatus.UNSAT, None, None, elapsed(), "proven by interval bounds", ib.num_unstable, 0, "interval")
+    b = compute_bounds(network, prop.lower, prop.upper, bounds)
+    unstable = b.num_unstable
+    # t_clause = min_r (d_r - C_r y) <= min_r (d_r - lower(C_r y)): reachable needs t >= 0
+    open_clauses = []
+    for clause in prop.clauses:
+        spec_lo = spec_lower_bounds(network, b, prop.lower, prop.upper, clause.C) if bounds != "interval" else \
+            np.maximum(clause.C, 0) @ b.lower[-1] + np.minimum(clause.C, 0) @ b.upper[-1]
+        t_upper = float(np.min(clause.d - spec_lo))
+        if t_upper < 0.0:
+            continue  # unreachable by bounds alone
+        open_clauses.append((t_upper, clause))
+    if not open_clauses:
+        return PropertyResult(PropertyStatus.UNSAT, None, None, elapsed(), f"proven by {bounds} bounds", unstable, 0, bounds)
+
+    open_clauses.sort(key=lambda tc: -tc[0])  # most likely reachable first
+    warm = warm_start if warm_start is not None else (prop.lower + prop.upper) / 2.0
+    warm = np.clip(np.asarray(warm, dtype=np.float64).reshape(-1), prop.lower, prop.upper)
+    binaries, solves, unknown, worst_dual = 0, 0, "", -np.inf
+    for t_upper, clause in open_clauses:
+        remaining = timeout - elapsed()
+        if remaining <= 0:
+            return PropertyResult(PropertyStatus.TIMEOUT, None, None, elapsed(), f"{len(open_clauses) - solves} clause(s) left undecided", unstable, binaries, bounds, solves)
+        try:
+            m = build_clause_milp(network, b, prop.lower, prop.upper, clause, t_upper=t_upper)
+            binaries = max(binaries, m.binaries)
+            r = solve_clause_milp(m, timeout - elapsed(), warm_start=warm, early_stop=early_stop)
+        except Exception as exc:  # noqa: BLE001 - reported as this property's error, never as a verdict
+            return PropertyResult(PropertyStatus.ERROR, None, None, elapsed(), f"{type(exc).__name__}: {exc}", unstable, binaries, bounds, solves)
+        solves += 1
+        if r.outcome is MilpOutcome.REACHABLE:
+            hit = _confirmed(network, prop, r.point)
+            if hit is not None:
+                return PropertyResult(PropertyStatus.SAT, hit[0], hit[1], elapsed(), f"MILP counterexample (t={r.best_t:.3g})", unstable, binaries, bounds, solves, r.dual_bound)
+            unknown = f"MILP incumbent t={r.best_t:.3g} not confirmed by the float64 forward pass"
+            continue
+        if r.outcome is MilpOutcome.UNREACHABLE:
+            worst_dual = max(worst_dual, r.dual_bound)
+            continue
+        if r.outcome is MilpOutcome.TIMEOUT:
+            return PropertyResult(PropertyStatus.TIMEOUT, None, None, elapsed(), f"MILP stopped after {r.seconds:.1f}s (best t {r.best_t:.3g}, bound {r.dual_bound:.3g})", unstable, binaries, bounds, solves, r.dual_bound)
+        return PropertyResult(PropertyStatus.ERROR, None, None, elapsed(), r.message, unstable, binaries, bounds, solves)
+    if unknown:
+        return PropertyResult(PropertyStatus.UNKNOWN, None, None, elapsed(), unknown, unstable, binaries, bounds, solves)
+    return PropertyResult(PropertyStatus.UNSAT, None, None, elapsed(), f"every clause proven unreachable ({solves} MILP solve(s))", unstable, binaries, bounds, solves, worst_dual)

@@ -1,0 +1,37 @@
+"""Per-input verdicts of the robustness verifier."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+import numpy as np
+
+
+class VerifyStatus(Enum):
+    VERIFIED = "verified"
+    FALSIFIED = "falsified"  # a counterexample confirmed by float64 forward passes
+    MISCLASSIFIED = "misclassified"
+    TIMEOUT = "timeout"
+    ERROR = "error"
+    UNKNOWN = "unknown"  # e.g. a solver incumbent that the forward pass did not confirm
+
+
+# Statuses a re-run does not recompute.
+DECIDED = frozenset({VerifyStatus.VERIFIED, VerifyStatus.FALSIFIED, VerifyStatus.MISCLASSIFIED})
+
+
+@dataclass(frozen=True, eq=False)
+class VerifyResult:
+    idx: int
+    label: int
+    prediction: int
+    status: VerifyStatus
+    seconds: float
+    pgd_broken: bool = False
+    unstable_relus: int = 0
+    binaries: int = 0
+    bound_method: str = ""
+    dual_bound: float | None = None
+    message: str = ""
+    counterexample: np.ndarray | None = field(default=None, repr=False)
