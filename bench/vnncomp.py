@@ -1,0 +1,84 @@
+"""Run the VNN-COMP 2022 instances in ../shared/data/vnncomp (all, or chosen benchmarks) with the
+exact verifier and print, per benchmark, our answers next to the published ones.
+
+    .venv/bin/python bench/vnncomp.py                         # everything, instance timeouts
+    .venv/bin/python bench/vnncomp.py --benchmark test --benchmark acasxu --timeout-cap 30 --jobs 2
+    .venv/bin/python bench/vnncomp.py --digits --timeout-cap 30   # also the digits_reference set
+
+Columns: instances; our sat/unsat/timeout/unknown/error; wrong answers (the opposite of the
+expected answer: must be 0); our total and median seconds (median over our sat/unsat answers);
+the expected sat/unsat counts, the published fastest correct tool's median seconds and
+alpha-beta-CROWN's solved count (expected.csv). The published times ran in 2022 on
+64-vCPU or V100 machines: compare orders of magnitude, and solved counts directly.
+Results go to a results database (``--db``, default a temporary file), so a rerun with the
+same --db resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from robustbench_mr.cli.vnncomp_cmd import (  # noqa: E402
+    BenchmarkSummary, Instance, Outcome, VnncompOptions, _solve, format_summary, run_vnncomp, summarize,
+)
+
+
+def digits_reference(shared: Path, timeout: float, jobs: int) -> list[Outcome]:
+    """The 40 digits_reference properties (expected.csv: net, prop, expected, time)."""
+    from joblib import Parallel, delayed
+
+    folder = shared / "data" / "digits_reference"
+    with open(folder / "expected.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    insts = [Instance("digits_reference", folder, f"{r['net']}.onnx", r["prop"], timeout, expected=r["expected"],
+                      best_seconds=float(r["time"]) if r.get("time") else None) for r in rows]
+    res = Parallel(n_jobs=jobs)(delayed(_solve)(i, timeout, None) for i in insts)
+    return [Outcome(i, r["status"], r["seconds"], timeout, r["message"]) for i, r in res]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--shared", default=str(REPO.parent / "shared"), help="the shared folder (default ../shared)")
+    ap.add_argument("--benchmark", action="append", default=[], help="test, acasxu, mnist_fc, oval21 (repeatable; default all)")
+    ap.add_argument("--timeout-cap", type=float, help="cap each instance's timeout (seconds)")
+    ap.add_argument("--limit", type=int, help="at most this many instances per benchmark")
+    ap.add_argument("--jobs", type=int, default=1)
+    ap.add_argument("--db", help="results database (default: a temporary file)")
+    ap.add_argument("--digits", action="store_true", help="also run digits_reference (timeout = --timeout-cap or 60)")
+    args = ap.parse_args()
+
+    shared = Path(args.shared)
+    db = Path(args.db) if args.db else Path(tempfile.mkdtemp()) / "vnncomp.sqlite"
+    start = time.perf_counter()
+    opts = VnncompOptions(bench_dir=shared / "data" / "vnncomp", db=db, jobs=args.jobs, timeout_cap=args.timeout_cap,
+                          benchmarks=tuple(args.benchmark), limit=args.limit)
+    outcomes = run_vnncomp(opts)
+    summaries: list[BenchmarkSummary] = summarize(outcomes)
+    if args.digits:
+        dig = digits_reference(shared, args.timeout_cap or 60.0, args.jobs)
+        outcomes += dig
+        s = summarize(dig)[0]
+        best = [o.instance.best_seconds for o in dig if o.instance.best_seconds is not None]
+        summaries.append(BenchmarkSummary(**{**s.__dict__, "best_median_seconds": statistics.median(best) if best else None, "abcrown_solved": None}))
+    print(f"# VNN-COMP 2022 instances, timeout cap {args.timeout_cap or 'none'} s, {args.jobs} job(s), wall {time.perf_counter() - start:.1f} s")
+    print(format_summary(summaries, published=True))
+    wrong = [o for o in outcomes if o.wrong]
+    for o in wrong:
+        print(f"WRONG: {o.instance.benchmark} {o.instance.onnx} {o.instance.vnnlib}: ours {o.status}, expected {o.instance.expected}")
+    others = [o for o in outcomes if o.status in ("error", "unknown")]
+    for o in others[:20]:
+        print(f"{o.status}: {o.instance.benchmark} {o.instance.onnx} {o.instance.vnnlib}: {o.message[:200]}")
+    return 1 if wrong else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""``mr-eval vnnlib NET.onnx PROP.vnnlib``: decide one VNN-COMP instance exactly.
+
+Prints exactly one of ``sat`` (a counterexample exists; it was confirmed by onnxruntime on
+the original file), ``unsat`` (the property holds), ``timeout`` or ``unknown`` on stdout;
+details go to stderr. ``--out FILE`` writes VNN-COMP's result file (the status line, then
+the counterexample ``((X_0 v) ... (Y_0 v) ...)`` when sat).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from robustbench_mr.cli.common import positive_float
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("vnnlib", help="decide one ONNX + VNN-LIB instance (VNN-COMP semantics)", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("onnx", help="the network (.onnx)")
+    p.add_argument("vnnlib", help="the property (.vnnlib; sat = a counterexample exists)")
+    p.add_argument("--timeout", type=positive_float, default=300.0, help="seconds for the whole instance (default 300; the solver's limit is soft)")
+    p.add_argument("--out", help="write VNN-COMP's result file here (status, then the counterexample when sat)")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from robustbench_mr.verifiers.export import write_result
+    from robustbench_mr.verifiers.vnnlib import check_instance
+
+    # stdout carries exactly the answer: native libraries (HiGHS prints a banner when a solver
+    # is created) write to file descriptor 1, so point it at stderr while solving
+    sys.stdout.flush()
+    saved_stdout = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        result = check_instance(args.onnx, args.vnnlib, args.timeout)
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved_stdout, 1)
+        os.close(saved_stdout)
+    # the four VNN-COMP answers; a solver error is "unknown" on stdout and explained on stderr
+    shown = result.status.value if result.status.value != "error" else "unknown"
+    if result.message:
+        print(f"mr-eval vnnlib: {result.status.value} after {result.seconds:.2f}s: {result.message}", file=sys.stderr)
+    if args.out:
+        write_result(args.out, shown, result.counterexample, result.output)
+    print(shown)
+    return 0
