@@ -22,5 +22,9 @@ RESUME=""
 [ -f "$CKPT" ] && RESUME="--resume"   # continues a killed run; a finished one is kept as is
 mr-train small --dataset digits --gamma-h 50 --seed 0 --out "$CKPT" $RESUME
 mr-eval verify "$CKPT" --eps 8/255 --n "$N" --timeout 60 --db "$DB"
-mr-eval attack "$CKPT" --attack all --eps 8/255 --n "$N" --db "$DB"
+# 50 Sinkhorn iterations per projection instead of the reference 400: ~2 min instead of 15+ on
+# 2 CPU cores for the Wasserstein attack; the radius schedule and steps are the paper's.
+mr-eval attack "$CKPT" --attack all --eps 8/255 --n "$N" --db "$DB" --wasserstein-sinkhorn-iters 50
 mr-eval report --db "$DB"
+# one table: verified, PGD, AutoAttack, Wasserstein and clean accuracy of the digits model
+mr-eval leaderboard --db "$DB" --out-dir "$OUT"
