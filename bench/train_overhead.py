@@ -1,14 +1,29 @@
 """Step time of manifold regularization vs plain and PGD adversarial training.
 
     .venv/bin/python bench/train_overhead.py                       # CPU: small + large, ~2 min
+    .venv/bin/python bench/train_overhead.py --models small --steps 9   # CPU: small only, ~1 min
+    .venv/bin/python bench/train_overhead.py --malloc-keep         # CPU: no page-fault churn (see below)
     .venv/bin/python bench/train_overhead.py --device cuda --batch-size-large 128 --steps 20
 
 The paper's claim: ``mr`` costs about three forward passes (one 3B batch: expect at most
 ~3.5x plain), PGD-k training about k+1 forward/backward passes (PGD-10: ~8x or more).
 Every method runs the real ``training_step`` of the trainer on a CIFAR-10-shaped random
-batch; methods are interleaved round-robin (one step each per round) so that they share the
-machine's state, after warm-up rounds; the table gives the median step time and its ratio
-to ``plain`` for each model.
+batch, all with the same model and SGD optimizer (momentum 0.9, weight decay 5e-4);
+methods are interleaved round-robin (one step each per round) so that they share the
+machine's state, after warm-up rounds; the table gives the median step time and, as ``x``,
+the median over rounds of its ratio to ``plain`` (one ordinary step on the same batch size
+B) in the same round, which is far less sensitive than a ratio of medians to other jobs on a
+shared machine coming and going between rounds.
+
+``plain-3B`` is a plain step on a batch three times as large (its input is allocated once,
+outside the timing): the floor for any method that runs [x; x+; x-] as one 3B batch on this
+hardware. The last column, ``mr/3B``, is mr's step time over that floor, i.e. what the
+corners and the two regularizers cost on top of the three passes.
+
+``--malloc-keep`` (glibc only) tells malloc to keep freed memory instead of returning it to
+the OS, so that large activation buffers are not page-faulted in afresh every step, which
+on CPU costs all 3B-sized steps (plain-3B, mr, pgd) several ms; GPU runs never pay it (the
+CUDA caching allocator reuses memory).
 """
 
 from __future__ import annotations
@@ -33,7 +48,7 @@ from robustbench_mr.training.trainer import Method, StepSettings, training_step 
 METHODS = [("plain", Method.PLAIN, 0), ("plain-3B", Method.PLAIN, 0), ("mr", Method.MR, 0), ("pgd-7", Method.PGD, 7), ("pgd-10", Method.PGD, 10)]
 
 
-def bench_model(arch: str, batch: int, steps: int, warmup: int, device: torch.device, amp: bool, channels_last: bool) -> dict[str, float]:
+def bench_model(arch: str, batch: int, steps: int, warmup: int, device: torch.device, amp: bool, channels_last: bool) -> dict[str, list[float]]:
     torch.manual_seed(0)
     model = build_model(arch, input_shape=(3, 32, 32), num_classes=10, mean=[0.49, 0.48, 0.45], std=[0.25, 0.24, 0.26]).to(device).train()
     if channels_last:
@@ -60,7 +75,30 @@ def bench_model(arch: str, batch: int, steps: int, warmup: int, device: torch.de
                 torch.cuda.synchronize()
             if rnd >= warmup:
                 times[name].append(time.perf_counter() - t0)
-    return {name: statistics.median(v) for name, v in times.items()}
+    return times
+
+
+def ratio(times: dict[str, list[float]], num: str, den: str) -> float:
+    """Median over rounds of num's time / den's time in the same round: robust to a shared
+    machine's load changing between rounds (both steps of a round see about the same load)."""
+    return statistics.median(a / b for a, b in zip(times[num], times[den]))
+
+
+def keep_freed_memory() -> bool:
+    """glibc: no heap trimming and no mmap for blocks up to 32 MiB (the maximum), so freed
+    activation buffers are reused without page faults. False where that is not possible."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if not name:
+        return False
+    try:
+        libc = ctypes.CDLL(name)
+        m_trim_threshold, m_mmap_threshold = -1, -3
+        return bool(libc.mallopt(m_trim_threshold, 1 << 30)) and bool(libc.mallopt(m_mmap_threshold, 32 << 20))
+    except (OSError, AttributeError):
+        return False
 
 
 def main() -> int:
@@ -74,19 +112,23 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     ap.add_argument("--amp", action="store_true")
     ap.add_argument("--channels-last", action="store_true")
+    ap.add_argument("--malloc-keep", action="store_true", help="glibc: keep freed memory (no page-fault churn); see the docstring")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    malloc = "default"
+    if args.malloc_keep:
+        malloc = "keep" if keep_freed_memory() else "default (mallopt unavailable)"
     device = torch.device("cuda" if (args.device == "auto" and torch.cuda.is_available()) else ("cpu" if args.device == "auto" else args.device))
     large_batch = args.batch_size_large or (128 if device.type == "cuda" else 8)
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {args.threads} thread(s)"
-    print(f"# device: {where}; steps={args.steps} (median) after {args.warmup} warm-up rounds; amp={args.amp} channels_last={args.channels_last}")
-    print(f"{'model':<7} {'batch':>5} " + " ".join(f"{name + ' ms':>11} {'x':>6}" for name, _, _ in METHODS))
+    print(f"# device: {where}; steps={args.steps} (median) after {args.warmup} warm-up rounds; amp={args.amp} channels_last={args.channels_last} malloc={malloc}")
+    print("# ms: median step time; x: median over rounds of step time / plain's (same B) in that round; mr/3B: the same for mr / plain-3B")
+    print(f"{'model':<7} {'batch':>5} " + " ".join(f"{name + ' ms':>11} {'x':>6}" for name, _, _ in METHODS) + f" {'mr/3B':>6}")
     for arch in [m.strip() for m in args.models.split(",") if m.strip()]:
         batch = args.batch_size_small if arch == "small" else large_batch
-        med = bench_model(arch, batch, args.steps, args.warmup, device, args.amp, args.channels_last and arch == "large")
-        base = med["plain"]
-        cells = " ".join(f"{med[name] * 1e3:>11.1f} {med[name] / base:>6.2f}" for name, _, _ in METHODS)
-        print(f"{arch:<7} {batch:>5} {cells}", flush=True)
+        times = bench_model(arch, batch, args.steps, args.warmup, device, args.amp, args.channels_last and arch == "large")
+        cells = " ".join(f"{statistics.median(times[name]) * 1e3:>11.1f} {ratio(times, name, 'plain'):>6.2f}" for name, _, _ in METHODS)
+        print(f"{arch:<7} {batch:>5} {cells} {ratio(times, 'mr', 'plain-3B'):>6.2f}", flush=True)
     return 0
 
 

@@ -36,9 +36,9 @@ from robustbench_mr.errors import UserError
 from robustbench_mr.training.regularizers import (
     HammingAccumulator,
     clean_batch_statistics,
+    corner_batch,
     intrinsic_term,
     pgd_linf,
-    random_corners,
 )
 from robustbench_mr.training.schedules import Schedule
 from robustbench_mr.training.stability import unstable_relu_fraction
@@ -243,8 +243,7 @@ def training_step(
         loss = ce
     elif method.uses_triple_batch:
         b = x.shape[0]
-        x_plus, x_minus = random_corners(x, settings.eps, noise)
-        batch = torch.cat([x, x_plus, x_minus])
+        batch = corner_batch(x, settings.eps, noise)  # [x; x+; x-], built in place
         collect = hamming.collecting() if (hamming is not None and method.uses_hamming) else nullcontext()
         with amp, clean_batch_statistics(model), collect:
             out = model(batch).float()

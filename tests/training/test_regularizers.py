@@ -12,6 +12,7 @@ from robustbench_mr.models import build_model
 from robustbench_mr.training.regularizers import (
     HammingAccumulator,
     clean_batch_statistics,
+    corner_signs,
     hamming_layer_term,
     intrinsic_term,
     pgd_linf,
@@ -55,7 +56,7 @@ def test_intrinsic_matches_hand_computation_on_a_tiny_net() -> None:
     eps = 0.05
     xp, xm = random_corners(x, eps, torch.Generator().manual_seed(0))
     # hand computation in numpy, from the weights and the same sign pattern
-    signs = torch.randint(0, 2, x.shape, generator=torch.Generator().manual_seed(0), dtype=x.dtype).numpy() * 2 - 1
+    signs = corner_signs(x.shape, torch.Generator().manual_seed(0)).numpy() * 2 - 1
     xn = x.numpy().reshape(4, -1).astype(np.float64)
     pn = signs.reshape(4, -1) * eps
     ws = [(m.weight.detach().double().numpy(), m.bias.detach().double().numpy()) for m in net if isinstance(m, nn.Linear)]
