@@ -24,7 +24,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--jobs", type=positive_int, default=default_jobs(), help="parallel solves (default min(8, cores))")
     p.add_argument("--timeout", type=positive_float, default=120.0, help="seconds per input (default 120)")
     p.add_argument("--bounds", choices=BOUND_METHODS, default=DEFAULT_BOUNDS, help=f"neuron bounds (default {DEFAULT_BOUNDS})")
-    p.add_argument("--solver", choices=SOLVERS, default="highs")
+    p.add_argument("--solver", choices=SOLVERS, default="highs",
+                   help="MILP solver: highs (default, in-process) or cbc / gurobi / cplex through PuLP (cbc ships with PuLP)")
     p.add_argument("--backend", choices=BACKENDS, default="loky", help="joblib backend: loky (this machine) or dask (a cluster)")
     p.add_argument("--scheduler", default=None, help="Dask scheduler address tcp://HOST:PORT (with --backend dask)")
     p.add_argument("--db", default="runs/results.sqlite", help="SQLite results database (default runs/results.sqlite)")

@@ -30,6 +30,9 @@ from robustbench_mr.verifiers.relu_encoding import ColumnAllocator, SparseRows, 
 SAT_STOP = 1e-7
 # A dual bound below -UNSAT_MARGIN proves the clause unreachable.
 UNSAT_MARGIN = 1e-7
+# HiGHS's small_matrix_value: it drops |a_ij| <= this from the matrix (and answers kWarning),
+# so we fold such entries into the row bounds ourselves (``drop_tiny_coefficients``).
+TINY_COEFF = 1e-9
 
 
 class MilpError(RuntimeError):
@@ -42,8 +45,17 @@ def _ok(status: highspy.HighsStatus, what: str) -> None:
 
 
 @dataclass
-class ClauseMilp:
-    highs: highspy.Highs
+class MilpModel:
+    """The solver-independent big-M model: ``row_lo <= A x <= row_hi``, ``col_lb <= x <= col_ub``,
+    ``x_j`` integer where ``integer[j]``; maximize ``x[t_col]``. Built once, handed to HiGHS
+    (``build_clause_milp``) or to PuLP (``pulp_solver``)."""
+
+    A: sp.csr_matrix
+    row_lo: np.ndarray
+    row_hi: np.ndarray
+    col_lb: np.ndarray
+    col_ub: np.ndarray
+    integer: np.ndarray  # bool per column
     input_cols: np.ndarray
     layer_cols: list[np.ndarray]  # column of each ReLU output (-1: constant 0)
     binary_cols: list[np.ndarray]  # binary of each ReLU (-1: stable)
@@ -52,6 +64,7 @@ class ClauseMilp:
     binaries: int
     clause: Clause
     network: Network
+    dropped: int = 0  # tiny coefficients folded into the row bounds (see ``drop_tiny_coefficients``)
 
     def solution_from_input(self, x: np.ndarray) -> np.ndarray:
         """A full column vector (warm start) from an input point inside the box."""
@@ -70,7 +83,61 @@ class ClauseMilp:
         return v
 
 
-def build_clause_milp(network: Network, bounds: Bounds, lower: np.ndarray, upper: np.ndarray, clause: Clause, t_upper: float = np.inf) -> ClauseMilp:
+@dataclass
+class ClauseMilp(MilpModel):
+    highs: highspy.Highs | None = None
+
+
+def quiet_highs() -> highspy.Highs:
+    """A ``highspy.Highs`` that never writes to stdout.
+
+    highspy's constructor registers its callback hook (``enableCallbacks``) while HiGHS's
+    ``output_flag`` is still at its default (on), and that prints the "Running HiGHS ..."
+    banner on file descriptor 1 (once per process). Turning the flag off first, inside that
+    hook, keeps stdout clean (``mr-eval vnnlib`` prints exactly one word there).
+    """
+    return _QuietHighs()
+
+
+class _QuietHighs(highspy.Highs):
+    def enableCallbacks(self) -> None:  # noqa: N802 - highspy's name
+        highspy._Highs.setOptionValue(self, "output_flag", False)
+        super().enableCallbacks()
+
+
+def drop_tiny_coefficients(A: sp.csr_matrix, row_lo: np.ndarray, row_hi: np.ndarray, col_lb: np.ndarray, col_ub: np.ndarray,
+                           tol: float = TINY_COEFF) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray, int]:
+    """Remove entries with ``|a_ij| <= tol`` and widen each row's bounds by what they can contribute.
+
+    HiGHS silently drops matrix values at or below its ``small_matrix_value`` (1e-9) and
+    answers ``kWarning``; real networks (e.g. VNN-COMP oval21's wide net) have weights of
+    1e-14. We drop them ourselves, soundly: the dropped part of row i lies in
+    ``[-R_i, R_i]`` with ``R_i = sum |a_ij| max(|lb_j|, |ub_j|)``, so ``lo_i - R_i <= kept part
+    <= hi_i + R_i`` holds for every point of the original model (a relaxation: a proof on it
+    is a proof on the original; a point it finds is re-checked by a forward pass anyway).
+    """
+    tiny = np.abs(A.data) <= tol
+    if not tiny.any():
+        return A, row_lo, row_hi, 0
+    reach = np.maximum(np.abs(col_lb), np.abs(col_ub))
+    row_of = np.repeat(np.arange(A.shape[0]), np.diff(A.indptr))
+    contrib = np.abs(A.data[tiny]) * reach[A.indices[tiny]]
+    if not np.all(np.isfinite(contrib)):
+        raise MilpError("a coefficient below HiGHS's small_matrix_value sits on an unbounded column")
+    R = np.bincount(row_of[tiny], weights=contrib, minlength=A.shape[0])
+    grow = R > 0
+    eps = 4.0 * np.finfo(np.float64).eps
+    lo, hi = row_lo.copy(), row_hi.copy()
+    lo[grow] = lo[grow] - (R[grow] * (1.0 + 1e-9) + eps * np.abs(lo[grow]))  # -inf stays -inf
+    hi[grow] = hi[grow] + (R[grow] * (1.0 + 1e-9) + eps * np.abs(hi[grow]))
+    keep = ~tiny
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(row_of[keep], minlength=A.shape[0]))])
+    B = sp.csr_matrix((A.data[keep], A.indices[keep], indptr), shape=A.shape)
+    return B, lo, hi, int(tiny.sum())
+
+
+def build_milp_model(network: Network, bounds: Bounds, lower: np.ndarray, upper: np.ndarray, clause: Clause, t_upper: float = np.inf) -> MilpModel:
+    """The big-M model of one clause (solver independent; tiny coefficients already folded)."""
     cols = ColumnAllocator()
     rows = SparseRows.empty()
     input_cols = cols(lower, upper, integer=False)
@@ -107,27 +174,36 @@ def build_clause_milp(network: Network, bounds: Bounds, lower: np.ndarray, upper
         raise MilpError("duplicate (row, column) coefficient in the MILP")
     A = sp.csr_matrix((v, (r, c)), shape=(rows.count, n))
     A.sort_indices()
+    lb = np.concatenate(cols.lb)
+    ub = np.concatenate(cols.ub)
+    row_lo = np.concatenate(rows.lo) if rows.lo else np.zeros(0)
+    row_hi = np.concatenate(rows.hi) if rows.hi else np.zeros(0)
+    A, row_lo, row_hi, dropped = drop_tiny_coefficients(A, row_lo, row_hi, lb, ub)
+    integer = np.concatenate(cols.integer).astype(bool)
+    return MilpModel(A, row_lo, row_hi, lb, ub, integer, input_cols, layer_cols, binary_cols, t_col, n, binaries, clause, network, dropped)
 
-    h = highspy.Highs()
+
+def build_clause_milp(network: Network, bounds: Bounds, lower: np.ndarray, upper: np.ndarray, clause: Clause, t_upper: float = np.inf) -> ClauseMilp:
+    m = build_milp_model(network, bounds, lower, upper, clause, t_upper)
+    A, n = m.A, m.num_cols
+    h = quiet_highs()
     h.setOptionValue("output_flag", False)
     h.setOptionValue("threads", 1)
     h.setOptionValue("mip_feasibility_tolerance", 1e-8)
     h.setOptionValue("primal_feasibility_tolerance", 1e-8)
-    lb = np.concatenate(cols.lb)
-    ub = np.concatenate(cols.ub)
-    _ok(h.addVars(n, lb, ub), "the columns")
-    integer = np.nonzero(np.concatenate(cols.integer))[0].astype(np.int32)
+    _ok(h.addVars(n, m.col_lb, m.col_ub), "the columns")
+    integer = np.nonzero(m.integer)[0].astype(np.int32)
     if integer.size:
         types = np.full(integer.size, highspy.HighsVarType.kInteger)
         _ok(h.changeColsIntegrality(integer.size, integer, types), "the binaries")
-    row_lo = np.concatenate(rows.lo)
-    row_hi = np.concatenate(rows.hi)
-    _ok(h.addRows(rows.count, row_lo, row_hi, A.nnz, A.indptr[:-1].astype(np.int32), A.indices.astype(np.int32), A.data), "the rows")
-    if h.getNumRow() != rows.count or h.getNumCol() != n or h.getNumNz() != A.nnz:
-        raise MilpError(f"HiGHS holds {h.getNumRow()} rows / {h.getNumNz()} nonzeros, expected {rows.count} / {A.nnz}")
-    _ok(h.changeColCost(t_col, 1.0), "the objective")
+    nrows = A.shape[0]
+    _ok(h.addRows(nrows, m.row_lo, m.row_hi, A.nnz, A.indptr[:-1].astype(np.int32), A.indices.astype(np.int32), A.data), "the rows")
+    if h.getNumRow() != nrows or h.getNumCol() != n or h.getNumNz() != A.nnz:
+        raise MilpError(f"HiGHS holds {h.getNumRow()} rows / {h.getNumNz()} nonzeros, expected {nrows} / {A.nnz}")
+    _ok(h.changeColCost(m.t_col, 1.0), "the objective")
     _ok(h.changeObjectiveSense(highspy.ObjSense.kMaximize), "the objective sense")
-    return ClauseMilp(h, input_cols, layer_cols, binary_cols, t_col, n, binaries, clause, network)
+    fields = {f: getattr(m, f) for f in MilpModel.__dataclass_fields__}
+    return ClauseMilp(**fields, highs=h)
 
 
 class MilpOutcome(Enum):
@@ -188,9 +264,30 @@ def solve_clause_milp(m: ClauseMilp, time_budget: float, warm_start: np.ndarray 
     if has_point and best >= 0.0:
         return MilpResult(MilpOutcome.REACHABLE, best, dual, point, seconds, msg)
     if model_status == highspy.HighsModelStatus.kOptimal and best < 0.0:
+        if np.isfinite(dual) and dual >= 0.0:
+            # "optimal" within HiGHS's MIP gap tolerances, but the proven bound still allows t >= 0
+            return MilpResult(MilpOutcome.TIMEOUT, best, dual, point, seconds, f"{msg} with a gap straddling 0 (best {best:.3g}, bound {dual:.3g})")
         return MilpResult(MilpOutcome.UNREACHABLE, best, min(dual, best) if np.isfinite(dual) else best, point, seconds, msg)
     if np.isfinite(dual) and dual < -UNSAT_MARGIN:
         return MilpResult(MilpOutcome.UNREACHABLE, best, dual, point, seconds, msg)
     if model_status in (highspy.HighsModelStatus.kTimeLimit, highspy.HighsModelStatus.kInterrupt, highspy.HighsModelStatus.kSolutionLimit, highspy.HighsModelStatus.kIterationLimit):
         return MilpResult(MilpOutcome.TIMEOUT, best, dual, point, seconds, msg)
     return MilpResult(MilpOutcome.ERROR, best, dual, point, seconds, f"unexpected HiGHS status: {msg}")
+
+
+SOLVERS = ("highs", "cbc", "gurobi", "cplex")
+
+
+def solve_clause(network: Network, bounds: Bounds, lower: np.ndarray, upper: np.ndarray, clause: Clause, t_upper: float, time_budget: float,
+                 warm_start: np.ndarray | None = None, early_stop: bool = True, solver: str = "highs") -> tuple[MilpResult, int]:
+    """Build and solve one clause's MILP with ``solver`` (HiGHS directly, or CBC / Gurobi /
+    CPLEX through PuLP, ``pulp_solver.py``). Returns (result, number of binaries)."""
+    if solver == "highs":
+        m = build_clause_milp(network, bounds, lower, upper, clause, t_upper=t_upper)
+        return solve_clause_milp(m, time_budget, warm_start=warm_start, early_stop=early_stop), m.binaries
+    if solver not in SOLVERS:
+        raise ValueError(f"unknown solver {solver!r}; choose one of {', '.join(SOLVERS)}")
+    from robustbench_mr.verifiers.pulp_solver import solve_clause_pulp
+
+    mm = build_milp_model(network, bounds, lower, upper, clause, t_upper=t_upper)
+    return solve_clause_pulp(mm, solver, time_budget, warm_start=warm_start), mm.binaries

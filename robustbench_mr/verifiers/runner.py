@@ -1,10 +1,11 @@
 """``verify(options)``: exact robustness verification of a checkpoint on a dataset slice.
 
-Per input: misclassified -> no solve; short PGD (cheap falsification, its best point warm
-starts the MILP); bounds (verified by bounds alone -> no MILP); then the MILP
-(``solve.check_property``). A counterexample is ``falsified`` only after a float64 forward
-pass of the ORIGINAL torch model (a ``.double()`` copy) and of the network form both
-confirm it inside the ball; otherwise ``unknown``.
+Per input: misclassified -> no solve; interval bounds (verified by them alone -> nothing
+else); short PGD (cheap falsification, its best point warm starts the MILP); tighter bounds
+(verified by bounds alone -> no MILP); then the MILP (``solve.check_property``). A
+counterexample is ``falsified`` only after a float64 forward pass of the ORIGINAL torch model
+(a ``.double()`` copy) and of the network form both confirm it inside the ball; otherwise
+``unknown``.
 
 Inputs run in parallel with joblib (loky processes, or a Dask cluster); the parent writes
 each finished input to the SQLite results database at once, so Ctrl-C or a dead worker
@@ -25,13 +26,13 @@ import torch
 from torch import nn
 
 from robustbench_mr.errors import UserError
-from robustbench_mr.verifiers.bounds import BOUND_METHODS, DEFAULT_BOUNDS
+from robustbench_mr.verifiers.bounds import BOUND_METHODS, DEFAULT_BOUNDS, interval_bounds
+from robustbench_mr.verifiers.milp import SOLVERS
 from robustbench_mr.verifiers.network import Network
 from robustbench_mr.verifiers.property import robustness_property
 from robustbench_mr.verifiers.solve import PropertyStatus, check_property
 from robustbench_mr.verifiers.status import DECIDED, VerifyResult, VerifyStatus
 
-SOLVERS = ("highs",)
 BACKENDS = ("loky", "dask")
 METHOD_PREFIX = "milp"
 
@@ -66,6 +67,9 @@ class VerifyOptions:
             raise UserError(f"--bounds {self.bounds!r}: choose one of {', '.join(BOUND_METHODS)}")
         if self.solver not in SOLVERS:
             raise UserError(f"--solver {self.solver!r}: choose one of {', '.join(SOLVERS)}")
+        from robustbench_mr.verifiers.pulp_solver import check_available
+
+        check_available(self.solver)  # a one-line error when cbc / gurobi / cplex is not installed
         if self.backend not in BACKENDS:
             raise UserError(f"--backend {self.backend!r}: choose loky or dask")
         if self.backend == "dask" and not self.scheduler:
@@ -77,7 +81,8 @@ class VerifyOptions:
 
     @property
     def method(self) -> str:
-        return f"{METHOD_PREFIX}-{self.bounds}"
+        # highs keeps the historical key; other solvers get their own rows (and resume separately)
+        return f"{METHOD_PREFIX}-{self.bounds}" + ("" if self.solver == "highs" else f"-{self.solver}")
 
 
 @dataclass(frozen=True)
@@ -144,7 +149,7 @@ def confirm_counterexample(model64: nn.Module, network: Network, x0: np.ndarray,
 
 
 def verify_one(model64: nn.Module, network: Network, idx: int, x: np.ndarray, label: int, eps: float, timeout: float, bounds: str,
-               pgd_steps: int, pgd_restarts: int, seed: int) -> VerifyResult:
+               pgd_steps: int, pgd_restarts: int, seed: int, solver: str = "highs") -> VerifyResult:
     """Decide one input (runs in a worker; never raises: failures become ``error``)."""
     torch.set_num_threads(1)
     start = time.perf_counter()
@@ -154,11 +159,19 @@ def verify_one(model64: nn.Module, network: Network, idx: int, x: np.ndarray, la
             pred = int(model64(xt[None])[0].argmax())
         if pred != label:
             return VerifyResult(idx, label, pred, VerifyStatus.MISCLASSIFIED, time.perf_counter() - start)
+        prop = robustness_property(np.asarray(x).reshape(-1), label, eps, network.num_outputs)
+        # interval bounds first: nearly free, and they alone prove many inputs of certifiably
+        # trained nets, which then need no attack at all
+        ib = interval_bounds(network, prop.lower, prop.upper)
+        if all(float(np.min(c.d - (np.maximum(c.C, 0) @ ib.lower[-1] + np.minimum(c.C, 0) @ ib.upper[-1]))) < 0.0 for c in prop.clauses):
+            return VerifyResult(idx, label, pred, VerifyStatus.VERIFIED, time.perf_counter() - start, False, ib.num_unstable, 0, "interval",
+                                message="proven by interval bounds")
         x_pgd = _pgd(model64, xt, label, eps, pgd_steps, pgd_restarts, seed + idx).reshape(-1).numpy()
         if confirm_counterexample(model64, network, x, x_pgd, label, eps):
             return VerifyResult(idx, label, pred, VerifyStatus.FALSIFIED, time.perf_counter() - start, True, message="PGD", counterexample=x_pgd)
-        prop = robustness_property(np.asarray(x).reshape(-1), label, eps, network.num_outputs)
-        r = check_property(network, prop, timeout - (time.perf_counter() - start), bounds=bounds, warm_start=x_pgd, seed=seed + idx)
+        # PGD has searched the ball already: no extra random samples (the MILP is exact anyway)
+        r = check_property(network, prop, timeout - (time.perf_counter() - start), bounds=bounds, warm_start=x_pgd, seed=seed + idx, solver=solver,
+                           samples=0)
         stats = dict(unstable_relus=r.unstable_relus, binaries=r.binaries, bound_method=r.bound_method, dual_bound=r.dual_bound)
         if r.status is PropertyStatus.SAT:
             if r.counterexample is not None and confirm_counterexample(model64, network, x, r.counterexample, label, eps):
@@ -205,8 +218,6 @@ def verify(options: VerifyOptions) -> VerifySummary:
     from robustbench_mr.data.datasets import load_dataset
     from robustbench_mr.results_db import ResultRow, ResultsDB
     from robustbench_mr.verifiers.torch_import import from_torch
-    import highspy
-
     model, meta = load_checkpoint(options.checkpoint)
     dataset = options.dataset or meta.dataset
     x_all, y_all = load_dataset(dataset, options.split, options.data_dir, False)
@@ -223,7 +234,9 @@ def verify(options: VerifyOptions) -> VerifySummary:
     db_path = Path(options.db)
     cex_dir = db_path.parent / "counterexamples"
     key = dict(kind="verify", ckpt_sha=meta.sha256, dataset=dataset, split=options.split, norm="linf", eps=float(options.eps), method=options.method)
-    solver_version = getattr(highspy, "__version__", "") or "highspy"
+    from robustbench_mr.verifiers.pulp_solver import solver_version as _solver_version
+
+    solver_version = _solver_version(options.solver)  # e.g. "HiGHS 1.16.0 (highspy)", "CBC 2.10.3 (PuLP 3.3.2)"
     results: dict[int, VerifyResult] = {}
     with ResultsDB(db_path) as db:
         for row in db.rows(**key):
@@ -245,7 +258,7 @@ def verify(options: VerifyOptions) -> VerifySummary:
             results[r.idx] = r
 
         tasks = (delayed(verify_one)(model64, network, i, x_all[i], int(y_all[i]), options.eps, options.timeout, options.bounds,
-                                     options.pgd_steps, options.pgd_restarts, options.seed) for i in todo)
+                                     options.pgd_steps, options.pgd_restarts, options.seed, options.solver) for i in todo)
         bar = tqdm(total=len(todo), desc="verify", unit="input", disable=not options.progress, file=None)
         try:
             if options.jobs == 1 and options.backend == "loky":

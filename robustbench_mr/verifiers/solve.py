@@ -18,12 +18,13 @@ from enum import Enum
 
 import numpy as np
 
-from robustbench_mr.verifiers.bounds import DEFAULT_BOUNDS, compute_bounds, spec_lower_bounds
-from robustbench_mr.verifiers.milp import MilpOutcome, build_clause_milp, solve_clause_milp
+from robustbench_mr.verifiers.bounds import DEFAULT_BOUNDS, Bounds, compute_bounds, spec_lower_bounds
+from robustbench_mr.verifiers.milp import MilpOutcome, solve_clause
 from robustbench_mr.verifiers.network import Network
 from robustbench_mr.verifiers.property import Property
 
 RANDOM_SAMPLES = 64
+LP_BUDGET_FRACTION = 0.3  # of the time left, for LP bound tightening (bounds="lp")
 
 
 class PropertyStatus(Enum):
@@ -67,12 +68,33 @@ def _sample_falsify(network: Network, prop: Property, rng: np.random.Generator, 
     return None
 
 
+def _escalated_bounds(network: Network, prop: Property, bounds: str, time_left: float) -> Bounds:
+    """``bounds``; for ``lp``: CROWN, escalated to LP tightening (``lp_tighten.py``, at most
+    ``LP_BUDGET_FRACTION`` of the time left) only when CROWN leaves some clause open."""
+    if bounds != "lp":
+        return compute_bounds(network, prop.lower, prop.upper, bounds)
+    from robustbench_mr.verifiers.lp_tighten import lp_bounds
+
+    cb = compute_bounds(network, prop.lower, prop.upper, "crown")
+    if cb.num_unstable == 0:
+        return Bounds(cb.lower, cb.upper, "lp")  # no binaries at all: nothing to tighten
+    spec = spec_lower_bounds(network, cb, prop.lower, prop.upper, np.vstack([c.C for c in prop.clauses]))  # all rows at once
+    splits = np.cumsum([c.C.shape[0] for c in prop.clauses])[:-1]
+    if all(float(np.min(c.d - lo)) < 0.0 for c, lo in zip(prop.clauses, np.split(spec, splits))):
+        return Bounds(cb.lower, cb.upper, "lp")  # CROWN proves every clause: no LP
+    return lp_bounds(network, prop.lower, prop.upper, LP_BUDGET_FRACTION * time_left, base=cb)
+
+
 def check_property(network: Network, prop: Property, timeout: float, bounds: str = DEFAULT_BOUNDS, warm_start: np.ndarray | None = None,
-                   early_stop: bool = True, samples: int = RANDOM_SAMPLES, seed: int = 0) -> PropertyResult:
+                   early_stop: bool = True, samples: int = RANDOM_SAMPLES, seed: int = 0, solver: str = "highs",
+                   input_split: bool | None = None) -> PropertyResult:
     """Decide ``prop`` on ``network`` within ``timeout`` wall seconds.
 
     ``early_stop=False`` solves every clause's MILP to optimality (the slow baseline of
-    ``bench/verify.py``); verdicts are the same.
+    ``bench/verify.py``); verdicts are the same. ``solver``: highs (default, in-process) or
+    cbc / gurobi / cplex through PuLP (``pulp_solver.py``). ``input_split``: decide the clauses
+    left open by input-domain branch and bound (``input_split.py``) instead of the MILP; default
+    (None): when the network has at most ``INPUT_SPLIT_MAX_INPUTS`` inputs.
     """
     start = time.perf_counter()
 
@@ -94,7 +116,22 @@ def check_property(network: Network, prop: Property, timeout: float, bounds: str
         ib = compute_bounds(network, prop.lower, prop.upper, "interval")
         if all(float(np.min(c.d - (np.maximum(c.C, 0) @ ib.lower[-1] + np.minimum(c.C, 0) @ ib.upper[-1]))) < 0.0 for c in prop.clauses):
             return PropertyResult(PropertyStatus.UNSAT, None, None, elapsed(), "proven by interval bounds", ib.num_unstable, 0, "interval")
-    b = compute_bounds(network, prop.lower, prop.upper, bounds)
+
+    from robustbench_mr.verifiers.input_split import INPUT_SPLIT_MAX_INPUTS, split_and_bound  # torch loads lazily
+
+    if input_split if input_split is not None else network.num_inputs <= INPUT_SPLIT_MAX_INPUTS:
+        # before any whole-box bound tightening: the splitting bounds every sub-box itself
+        method = "interval" if bounds == "interval" else "crown"
+        try:
+            s = split_and_bound(network, prop, timeout - elapsed(), method=method, seed=seed)
+        except Exception as exc:  # noqa: BLE001 - reported as this property's error, never as a verdict
+            return PropertyResult(PropertyStatus.ERROR, None, None, elapsed(), f"input split: {type(exc).__name__}: {exc}", 0, 0, bounds)
+        hit = _confirmed(network, prop, s.counterexample) if s.status == "sat" and s.counterexample is not None else None
+        status = PropertyStatus.SAT if hit else PropertyStatus.UNKNOWN if s.status == "sat" else PropertyStatus(s.status)
+        msg = f"input split: {s.message}" + (" (counterexample not confirmed)" if status is PropertyStatus.UNKNOWN and s.status == "sat" else "")
+        return PropertyResult(status, hit[0] if hit else None, hit[1] if hit else None, elapsed(), msg, 0, 0, method + "+input-split", s.milp_solves)
+
+    b = _escalated_bounds(network, prop, bounds, timeout - elapsed())
     unstable = b.num_unstable
     # t_clause = min_r (d_r - C_r y) <= min_r (d_r - lower(C_r y)): reachable needs t >= 0
     open_clauses = []
@@ -117,9 +154,8 @@ def check_property(network: Network, prop: Property, timeout: float, bounds: str
         if remaining <= 0:
             return PropertyResult(PropertyStatus.TIMEOUT, None, None, elapsed(), f"{len(open_clauses) - solves} clause(s) left undecided", unstable, binaries, bounds, solves)
         try:
-            m = build_clause_milp(network, b, prop.lower, prop.upper, clause, t_upper=t_upper)
-            binaries = max(binaries, m.binaries)
-            r = solve_clause_milp(m, timeout - elapsed(), warm_start=warm, early_stop=early_stop)
+            r, nb = solve_clause(network, b, prop.lower, prop.upper, clause, t_upper, timeout - elapsed(), warm_start=warm, early_stop=early_stop, solver=solver)
+            binaries = max(binaries, nb)
         except Exception as exc:  # noqa: BLE001 - reported as this property's error, never as a verdict
             return PropertyResult(PropertyStatus.ERROR, None, None, elapsed(), f"{type(exc).__name__}: {exc}", unstable, binaries, bounds, solves)
         solves += 1

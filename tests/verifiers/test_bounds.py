@@ -34,7 +34,7 @@ def _random_net(rng: np.random.Generator, sizes: list[int]) -> Network:
     return Network((sizes[0],), tuple(layers[:-1]))
 
 
-@pytest.mark.parametrize("method", ["interval", "crown"])
+@pytest.mark.parametrize("method", ["interval", "crown", "lp"])
 def test_bounds_contain_sampled_and_extreme_values(method: str) -> None:
     rng = np.random.default_rng(0)
     for _ in range(5):
@@ -119,3 +119,34 @@ def test_a_rejected_highs_row_is_an_error_not_a_missing_constraint(monkeypatch: 
     monkeypatch.setattr(relu_encoding.SparseRows, "add_entries", duplicate)
     with pytest.raises(MilpError, match="duplicate"):
         build_clause_milp(net, b, prop.lower, prop.upper, prop.clauses[0])
+
+
+def test_lp_bounds_are_never_looser_than_crown_and_tighten_unstable_neurons() -> None:
+    rng = np.random.default_rng(5)
+    tighter = 0
+    for _ in range(4):
+        net = _random_net(rng, [8, 30, 30, 30, 4])
+        x = rng.uniform(size=8)
+        lo, hi = np.clip(x - 0.3, 0, 1), np.clip(x + 0.3, 0, 1)
+        cb = compute_bounds(net, lo, hi, "crown")
+        lb = compute_bounds(net, lo, hi, "lp", time_budget=10)
+        for k in range(len(cb.lower)):
+            assert np.all(lb.lower[k] >= cb.lower[k]) and np.all(lb.upper[k] <= cb.upper[k])
+            assert np.all(lb.lower[k] <= lb.upper[k])
+            tighter += int(np.sum(lb.upper[k] < cb.upper[k] - 1e-6) + np.sum(lb.lower[k] > cb.lower[k] + 1e-6))
+        assert lb.num_unstable <= cb.num_unstable
+        # sound: sampled points and box corners stay inside
+        pts = np.vstack([rng.uniform(lo, hi, size=(3000, 8)), np.where(rng.integers(0, 2, size=(256, 8)) == 1, hi, lo)])
+        for k, z in enumerate(_pre_activations(net, pts)):
+            assert np.all(z >= lb.lower[k]) and np.all(z <= lb.upper[k])
+    assert tighter > 0  # the LP does something on these nets
+
+
+def test_lp_bounds_with_no_time_keep_crown() -> None:
+    rng = np.random.default_rng(6)
+    net = _random_net(rng, [8, 30, 30, 4])
+    lo, hi = np.full(8, 0.2), np.full(8, 0.7)
+    cb = compute_bounds(net, lo, hi, "crown")
+    lb = compute_bounds(net, lo, hi, "lp", time_budget=0.0)
+    for k in range(len(cb.lower)):
+        assert np.array_equal(lb.lower[k], cb.lower[k]) and np.array_equal(lb.upper[k], cb.upper[k])

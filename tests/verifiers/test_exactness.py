@@ -67,20 +67,26 @@ def brute_force_max(network: Network, lo: np.ndarray, hi: np.ndarray, objective_
     return best
 
 
-@pytest.mark.parametrize("bounds", ["interval", "crown"])
-def test_robustness_verdicts_match_brute_force(bounds: str) -> None:
+_TRUTH: dict[tuple[int, int], float] = {}
+
+
+@pytest.mark.parametrize("bounds, input_split", [("interval", False), ("crown", False), ("lp", False), ("crown", None)])
+def test_robustness_verdicts_match_brute_force(bounds: str, input_split: bool | None) -> None:
+    """MILP verdicts with each bound method (input splitting off), and the default pipeline."""
     rng = np.random.default_rng(1)
     decided = {"sat": 0, "unsat": 0}
     for trial in range(3):
         net = random_net(rng, [2, 8, 8, 3])
-        for _ in range(5):
+        for case in range(5):
             x = rng.uniform(0.2, 0.8, size=2)
             label = int(np.argmax(net.forward(x)))
             eps = float(rng.choice([0.05, 0.2, 0.4, 0.8]))
             prop = robustness_property(x, label, eps, 3)
             rows = np.array([np.eye(3)[j] - np.eye(3)[label] for j in range(3) if j != label])
-            truth = brute_force_max(net, prop.lower, prop.upper, rows)
-            r = check_property(net, prop, timeout=20, bounds=bounds, samples=0)  # no sampling: exercise the MILP
+            if (trial, case) not in _TRUTH:  # the same seeded cases for every parametrization
+                _TRUTH[trial, case] = brute_force_max(net, prop.lower, prop.upper, rows)
+            truth = _TRUTH[trial, case]
+            r = check_property(net, prop, timeout=20, bounds=bounds, samples=0, input_split=input_split)  # no sampling: exercise the MILP
             if abs(truth) < 1e-6:
                 continue  # a tie within round-off: either verdict is defensible
             expected = PropertyStatus.SAT if truth > 0 else PropertyStatus.UNSAT

@@ -84,3 +84,35 @@ def test_dask_backend_on_a_local_cluster(digits_mlp_ckpt: Path, tmp_path: Path) 
     s_local = verify(VerifyOptions(str(digits_mlp_ckpt), EPS, n=8, jobs=1, timeout=20, db=str(tmp_path / "l.sqlite"), progress=False))
     assert s_dask.total == 8
     assert [r.status for r in s_dask.results] == [r.status for r in s_local.results]
+
+
+def test_solver_cbc_gives_the_same_verdicts_and_is_recorded(digits_mlp_ckpt: Path, tmp_path: Path) -> None:
+    from robustbench_mr.verifiers.pulp_solver import SolverUnavailable, check_available
+
+    try:
+        check_available("cbc")
+    except SolverUnavailable:
+        pytest.skip("PuLP's CBC binary is not available")
+    db = tmp_path / "s.sqlite"
+    s_highs = verify(VerifyOptions(str(digits_mlp_ckpt), EPS, n=6, jobs=1, timeout=20, db=str(db), progress=False))
+    s_cbc = verify(VerifyOptions(str(digits_mlp_ckpt), EPS, n=6, jobs=1, timeout=20, db=str(db), solver="cbc", progress=False))
+    assert [r.status for r in s_cbc.results] == [r.status for r in s_highs.results]
+    _, meta = load_checkpoint(digits_mlp_ckpt)
+    with ResultsDB(db) as d:
+        rows = d.rows(kind="verify", ckpt_sha=meta.sha256)
+    by_solver = {r.solver: r for r in rows}
+    assert set(by_solver) == {"highs", "cbc"}
+    assert by_solver["highs"].solver_version.startswith("HiGHS ") and by_solver["cbc"].solver_version.startswith("CBC ")
+
+
+def test_unavailable_solver_is_a_one_line_user_error(digits_mlp_ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from robustbench_mr.verifiers.pulp_solver import SolverUnavailable, check_available
+
+    try:
+        check_available("cplex")
+        pytest.skip("CPLEX is installed here")
+    except SolverUnavailable:
+        pass
+    assert main(["verify", str(digits_mlp_ckpt), "--eps", "0.1", "--solver", "cplex", "--db", str(tmp_path / "x.sqlite")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "--solver cplex" in err and len(err.splitlines()) == 1, err

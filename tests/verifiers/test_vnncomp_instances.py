@@ -136,7 +136,7 @@ FAST_INSTANCES = [
     ("acasxu", "onnx/ACASXU_run2a_2_1_batch_2000.onnx", "vnnlib/prop_2.vnnlib"),  # sat
     ("acasxu", "onnx/ACASXU_run2a_1_9_batch_2000.onnx", "vnnlib/prop_3.vnnlib"),  # sat
     ("acasxu", "onnx/ACASXU_run2a_4_8_batch_2000.onnx", "vnnlib/prop_3.vnnlib"),  # unsat
-    ("acasxu", "onnx/ACASXU_run2a_3_4_batch_2000.onnx", "vnnlib/prop_4.vnnlib"),  # unsat (needs the MILP)
+    ("acasxu", "onnx/ACASXU_run2a_3_4_batch_2000.onnx", "vnnlib/prop_4.vnnlib"),  # unsat (input splitting decides it)
     ("mnist_fc", "onnx/mnist-net_256x2.onnx", "vnnlib/prop_12_0.05.vnnlib"),  # sat
     ("mnist_fc", "onnx/mnist-net_256x2.onnx", "vnnlib/prop_7_0.03.vnnlib"),  # unsat
     ("mnist_fc", "onnx/mnist-net_256x4.onnx", "vnnlib/prop_13_0.03.vnnlib"),  # unsat
