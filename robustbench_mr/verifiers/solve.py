@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from enum import Enum
 
 import numpy as np
 
@@ -22,17 +21,10 @@ from robustbench_mr.verifiers.bounds import DEFAULT_BOUNDS, Bounds, compute_boun
 from robustbench_mr.verifiers.milp import MilpOutcome, solve_clause
 from robustbench_mr.verifiers.network import Network
 from robustbench_mr.verifiers.property import Property
+from robustbench_mr.verifiers.status import PropertyStatus
 
 RANDOM_SAMPLES = 64
 LP_BUDGET_FRACTION = 0.3  # of the time left, for LP bound tightening (bounds="lp")
-
-
-class PropertyStatus(Enum):
-    SAT = "sat"
-    UNSAT = "unsat"
-    TIMEOUT = "timeout"
-    UNKNOWN = "unknown"
-    ERROR = "error"
 
 
 @dataclass(frozen=True, eq=False)

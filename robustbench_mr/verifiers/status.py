@@ -1,4 +1,5 @@
-"""Per-input verdicts of the robustness verifier."""
+"""Typed verdicts: one property (``PropertyStatus``, VNN-COMP's answers) and one test input of
+the robustness verifier (``VerifyStatus``)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,16 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 import numpy as np
+
+
+class PropertyStatus(str, Enum):
+    """VNN-COMP's answers (sat = a counterexample exists) plus ``error``."""
+
+    SAT = "sat"
+    UNSAT = "unsat"
+    TIMEOUT = "timeout"
+    UNKNOWN = "unknown"
+    ERROR = "error"
 
 
 class VerifyStatus(Enum):

@@ -21,7 +21,6 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass
-from enum import Enum
 from functools import lru_cache
 from pathlib import Path
 
@@ -30,6 +29,7 @@ import numpy as np
 from robustbench_mr.errors import UserError
 from robustbench_mr.verifiers.network import Network
 from robustbench_mr.verifiers.property import Clause, Property
+from robustbench_mr.verifiers.status import PropertyStatus
 
 MAX_DNF_TERMS = 100_000  # a product of disjunctions larger than this is refused, not enumerated
 
@@ -317,14 +317,9 @@ def read_vnnlib(path: str | Path, num_inputs: int | None = None, num_outputs: in
 # running one instance (network + VNN-LIB file) with the exact verifier
 
 
-class InstanceStatus(str, Enum):
-    """VNN-COMP's answers (sat = a counterexample exists) plus ``error``."""
-
-    SAT = "sat"
-    UNSAT = "unsat"
-    TIMEOUT = "timeout"
-    UNKNOWN = "unknown"
-    ERROR = "error"
+# An instance's answer has the same five values as one property's (status.PropertyStatus);
+# here ``sat`` additionally means onnxruntime confirmed the counterexample.
+InstanceStatus = PropertyStatus
 
 
 @dataclass(frozen=True, eq=False)
