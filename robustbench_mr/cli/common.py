@@ -62,6 +62,16 @@ def positive_float(text: str) -> float:
     return v
 
 
+def add_solver_options(p: argparse.ArgumentParser) -> None:
+    """``--bounds`` and ``--solver``, shared by every command that runs the exact verifier."""
+    from robustbench_mr.verifiers.bounds import BOUND_METHODS, DEFAULT_BOUNDS
+    from robustbench_mr.verifiers.milp import SOLVERS
+
+    p.add_argument("--bounds", choices=BOUND_METHODS, default=DEFAULT_BOUNDS, help=f"neuron bounds (default {DEFAULT_BOUNDS})")
+    p.add_argument("--solver", choices=SOLVERS, default="highs",
+                   help="MILP solver: highs (default, in-process) or cbc / gurobi / cplex through PuLP (cbc ships with PuLP)")
+
+
 def build_parser(prog: str, description: str, commands: Sequence[ModuleType]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")

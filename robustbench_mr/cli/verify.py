@@ -6,12 +6,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from robustbench_mr.cli.common import eps_arg, nonneg_int, positive_float, positive_int
+from robustbench_mr.cli.common import add_solver_options, eps_arg, nonneg_int, positive_float, positive_int
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from robustbench_mr.verifiers.bounds import BOUND_METHODS, DEFAULT_BOUNDS
-    from robustbench_mr.verifiers.runner import BACKENDS, SOLVERS, default_jobs
+    from robustbench_mr.verifiers.runner import BACKENDS, default_jobs
 
     p = sub.add_parser("verify", help="exact robustness verification (MILP)", description=__doc__)
     p.add_argument("checkpoint", help="a .pt file written by mr-train")
@@ -23,9 +22,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--start", type=nonneg_int, default=0, help="index of the first input")
     p.add_argument("--jobs", type=positive_int, default=default_jobs(), help="parallel solves (default min(8, cores))")
     p.add_argument("--timeout", type=positive_float, default=120.0, help="seconds per input (default 120)")
-    p.add_argument("--bounds", choices=BOUND_METHODS, default=DEFAULT_BOUNDS, help=f"neuron bounds (default {DEFAULT_BOUNDS})")
-    p.add_argument("--solver", choices=SOLVERS, default="highs",
-                   help="MILP solver: highs (default, in-process) or cbc / gurobi / cplex through PuLP (cbc ships with PuLP)")
+    add_solver_options(p)
     p.add_argument("--backend", choices=BACKENDS, default="loky", help="joblib backend: loky (this machine) or dask (a cluster)")
     p.add_argument("--scheduler", default=None, help="Dask scheduler address tcp://HOST:PORT (with --backend dask)")
     p.add_argument("--db", default="runs/results.sqlite", help="SQLite results database (default runs/results.sqlite)")

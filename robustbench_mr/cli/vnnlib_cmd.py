@@ -12,7 +12,7 @@ import argparse
 import os
 import sys
 
-from robustbench_mr.cli.common import positive_float
+from robustbench_mr.cli.common import add_solver_options, positive_float
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -21,6 +21,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("onnx", help="the network (.onnx)")
     p.add_argument("vnnlib", help="the property (.vnnlib; sat = a counterexample exists)")
     p.add_argument("--timeout", type=positive_float, default=300.0, help="seconds for the whole instance (default 300; the solver's limit is soft)")
+    add_solver_options(p)
     p.add_argument("--out", help="write VNN-COMP's result file here (status, then the counterexample when sat)")
     p.set_defaults(handler=run)
 
@@ -35,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     saved_stdout = os.dup(1)
     os.dup2(2, 1)
     try:
-        result = check_instance(args.onnx, args.vnnlib, args.timeout)
+        result = check_instance(args.onnx, args.vnnlib, args.timeout, bounds=args.bounds, solver=args.solver)
     finally:
         sys.stdout.flush()
         os.dup2(saved_stdout, 1)

@@ -48,3 +48,15 @@ def test_mr_eval_verify_stdout_is_only_the_summary(digits_mlp_ckpt: Path, tmp_pa
     assert p.returncode == 0, p.stderr
     assert "HiGHS" not in p.stdout, p.stdout
     assert p.stdout.splitlines()[0].startswith("inputs 4:"), p.stdout
+
+
+@pytest.mark.parametrize(("prop", "expected"), [("digits_mlp_40x40_eps0.03_0.vnnlib", "unsat"), ("digits_mlp_40x40_eps0.03_1.vnnlib", "sat")])
+def test_mr_eval_vnnlib_with_cbc_and_interval_bounds_gives_the_reference_answer(shared_dir: Path, prop: str, expected: str) -> None:
+    # --bounds/--solver are the same options as mr-eval verify's; the answers are expected.csv's
+    pytest.importorskip("onnxruntime")
+    folder = shared_dir / "data" / "digits_reference"
+    if not (folder / prop).is_file():
+        pytest.skip("digits_reference not in shared data")
+    p = _run(EVAL + ["vnnlib", str(folder / "digits_mlp_40x40.onnx"), str(folder / prop), "--timeout", "30", "--solver", "cbc", "--bounds", "interval"])
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.splitlines() == [expected], (p.stdout, p.stderr)
