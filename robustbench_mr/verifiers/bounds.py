@@ -1,6 +1,6 @@
 """Sound per-neuron bounds on the pre-activations of a ``Network`` over an input box.
 
-Three methods:
+Methods:
 
 * ``interval``: interval arithmetic (the paper's setup, Tjeng et al.'s cheapest bound).
 * ``crown``: symbolic back-substitution to the input (CROWN / DeepPoly): each
@@ -11,6 +11,10 @@ Three methods:
 * ``lp`` (the verifier's default, ``DEFAULT_BOUNDS``): CROWN, then an LP (triangle
   relaxation, HiGHS) per bound of each neuron CROWN leaves unstable, layer by layer, within a
   time budget (``lp_tighten.py``); never looser than CROWN.
+* ``alpha``: alpha-CROWN (``alpha_crown.py``): CROWN with the lower slope of each unstable ReLU
+  optimized per bound by projected gradient descent, the bounds recomputed in float64 with the
+  final slopes; never looser than CROWN. ``alpha-lp``: the LP tightening, then alpha-CROWN on
+  top of its bounds.
 
 Soundness under floating point: every bound is widened by a small relative margin
 (``SLACK``), so round-off in float64 matrix products cannot put a true value outside
@@ -27,7 +31,7 @@ import scipy.sparse as sp
 
 from robustbench_mr.verifiers.network import Affine, Network
 
-BOUND_METHODS = ("interval", "crown", "lp")
+BOUND_METHODS = ("interval", "crown", "lp", "alpha", "alpha-lp")
 DEFAULT_BOUNDS = "lp"  # check_property / mr-eval verify: CROWN, escalated to LP only where needed
 SLACK = 1e-9  # relative + absolute widening of every bound against float64 round-off
 
@@ -210,7 +214,8 @@ def spec_lower_bounds(network: Network, bounds: Bounds, lower: np.ndarray, upper
 
 
 def compute_bounds(network: Network, lower: np.ndarray, upper: np.ndarray, method: str = "crown", time_budget: float | None = None) -> Bounds:
-    """``time_budget`` (seconds) limits the LP pass of ``lp``; interval and crown ignore it."""
+    """``time_budget`` (seconds) limits the LP pass of ``lp`` and the alpha optimization of
+    ``alpha`` (``alpha-lp``: each gets it); interval and crown ignore it."""
     if method == "interval":
         return interval_bounds(network, lower, upper)
     if method == "crown":
@@ -219,4 +224,14 @@ def compute_bounds(network: Network, lower: np.ndarray, upper: np.ndarray, metho
         from robustbench_mr.verifiers.lp_tighten import lp_bounds
 
         return lp_bounds(network, lower, upper, time_budget)
+    if method in ("alpha", "alpha-lp"):
+        from robustbench_mr.verifiers.alpha_crown import alpha_bounds
+
+        base = None
+        if method == "alpha-lp":
+            from robustbench_mr.verifiers.lp_tighten import lp_bounds
+
+            base = lp_bounds(network, lower, upper, time_budget)
+        b = alpha_bounds(network, lower, upper, time_budget, base=base)
+        return Bounds(b.lower, b.upper, method)
     raise ValueError(f"unknown bound method {method!r}; choose one of {', '.join(BOUND_METHODS)}")

@@ -60,21 +60,54 @@ def _sample_falsify(network: Network, prop: Property, rng: np.random.Generator, 
     return None
 
 
+ALPHA_BUDGET_FRACTION = 0.2  # of the time left, for alpha-CROWN (bounds="alpha" / "alpha-lp")
+ALPHA_SPEC_FRACTION = 0.05  # of the time left, for the alpha-optimized clause bounds
+
+
+def _clause_spec_lower(network: Network, prop: Property, b: Bounds, bounds: str, time_left: float) -> list[np.ndarray]:
+    """Sound lower bounds of ``C y`` for each clause: from the output box (interval), by
+    back-substitution, or alpha-optimized back-substitution (alpha methods; all rows at once)."""
+    if bounds == "interval":
+        return [np.maximum(c.C, 0) @ b.lower[-1] + np.minimum(c.C, 0) @ b.upper[-1] for c in prop.clauses]
+    if bounds not in ("alpha", "alpha-lp"):
+        return [spec_lower_bounds(network, b, prop.lower, prop.upper, c.C) for c in prop.clauses]
+    from robustbench_mr.verifiers.alpha_crown import alpha_spec_lower_bounds
+
+    spec = alpha_spec_lower_bounds(network, b, prop.lower, prop.upper, np.vstack([c.C for c in prop.clauses]), ALPHA_SPEC_FRACTION * time_left)
+    return np.split(spec, np.cumsum([c.C.shape[0] for c in prop.clauses])[:-1])
+
+
+def _all_proven(prop: Property, spec: list[np.ndarray]) -> bool:
+    return all(float(np.min(c.d - lo)) < 0.0 for c, lo in zip(prop.clauses, spec))
+
+
 def _escalated_bounds(network: Network, prop: Property, bounds: str, time_left: float) -> Bounds:
     """``bounds``; for ``lp``: CROWN, escalated to LP tightening (``lp_tighten.py``, at most
-    ``LP_BUDGET_FRACTION`` of the time left) only when CROWN leaves some clause open."""
-    if bounds != "lp":
+    ``LP_BUDGET_FRACTION`` of the time left) only when CROWN leaves some clause open; for
+    ``alpha``: CROWN, escalated to alpha-CROWN (``alpha_crown.py``, at most
+    ``ALPHA_BUDGET_FRACTION`` of the time left); ``alpha-lp``: CROWN, then the LP tightening,
+    then alpha-CROWN on top of the LP bounds, each only while some clause is open."""
+    if bounds not in ("lp", "alpha", "alpha-lp"):
         return compute_bounds(network, prop.lower, prop.upper, bounds)
     from robustbench_mr.verifiers.lp_tighten import lp_bounds
 
+    start = time.perf_counter()
     cb = compute_bounds(network, prop.lower, prop.upper, "crown")
     if cb.num_unstable == 0:
-        return Bounds(cb.lower, cb.upper, "lp")  # no binaries at all: nothing to tighten
-    spec = spec_lower_bounds(network, cb, prop.lower, prop.upper, np.vstack([c.C for c in prop.clauses]))  # all rows at once
-    splits = np.cumsum([c.C.shape[0] for c in prop.clauses])[:-1]
-    if all(float(np.min(c.d - lo)) < 0.0 for c, lo in zip(prop.clauses, np.split(spec, splits))):
-        return Bounds(cb.lower, cb.upper, "lp")  # CROWN proves every clause: no LP
-    return lp_bounds(network, prop.lower, prop.upper, LP_BUDGET_FRACTION * time_left, base=cb)
+        return Bounds(cb.lower, cb.upper, bounds)  # no binaries at all: nothing to tighten
+    if _all_proven(prop, _clause_spec_lower(network, prop, cb, "crown", time_left)):
+        return Bounds(cb.lower, cb.upper, bounds)  # CROWN proves every clause: no LP
+    if bounds == "alpha-lp":  # LP first (exact per neuron where its budget reaches), then alpha-CROWN on top
+        cb = lp_bounds(network, prop.lower, prop.upper, LP_BUDGET_FRACTION * time_left, base=cb)
+        if cb.num_unstable == 0 or _all_proven(prop, _clause_spec_lower(network, prop, cb, "lp", time_left)):
+            return Bounds(cb.lower, cb.upper, bounds)
+    if bounds != "lp":
+        from robustbench_mr.verifiers.alpha_crown import alpha_bounds
+
+        ab = alpha_bounds(network, prop.lower, prop.upper, ALPHA_BUDGET_FRACTION * max(time_left - (time.perf_counter() - start), 0.0), base=cb)
+        return Bounds(ab.lower, ab.upper, bounds)
+    lb = lp_bounds(network, prop.lower, prop.upper, LP_BUDGET_FRACTION * time_left, base=cb)
+    return Bounds(lb.lower, lb.upper, bounds)
 
 
 def check_property(network: Network, prop: Property, timeout: float, bounds: str = DEFAULT_BOUNDS, warm_start: np.ndarray | None = None,
@@ -127,9 +160,7 @@ def check_property(network: Network, prop: Property, timeout: float, bounds: str
     unstable = b.num_unstable
     # t_clause = min_r (d_r - C_r y) <= min_r (d_r - lower(C_r y)): reachable needs t >= 0
     open_clauses = []
-    for clause in prop.clauses:
-        spec_lo = spec_lower_bounds(network, b, prop.lower, prop.upper, clause.C) if bounds != "interval" else \
-            np.maximum(clause.C, 0) @ b.lower[-1] + np.minimum(clause.C, 0) @ b.upper[-1]
+    for clause, spec_lo in zip(prop.clauses, _clause_spec_lower(network, prop, b, bounds, timeout - elapsed())):
         t_upper = float(np.min(clause.d - spec_lo))
         if t_upper < 0.0:
             continue  # unreachable by bounds alone

@@ -70,7 +70,7 @@ def brute_force_max(network: Network, lo: np.ndarray, hi: np.ndarray, objective_
 _TRUTH: dict[tuple[int, int], float] = {}
 
 
-@pytest.mark.parametrize("bounds, input_split", [("interval", False), ("crown", False), ("lp", False), ("crown", None)])
+@pytest.mark.parametrize("bounds, input_split", [("interval", False), ("crown", False), ("lp", False), ("alpha", False), ("alpha-lp", False), ("crown", None)])
 def test_robustness_verdicts_match_brute_force(bounds: str, input_split: bool | None) -> None:
     """MILP verdicts with each bound method (input splitting off), and the default pipeline."""
     rng = np.random.default_rng(1)
