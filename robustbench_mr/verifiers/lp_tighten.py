@@ -132,7 +132,9 @@ class _LayerLp:
             h.changeColsCost(self._cost_cols.size, self._cost_cols, np.zeros(self._cost_cols.size))
         h.changeColsCost(cols.size, cols, w)
         self._cost_cols = cols
-        h.setOptionValue("time_limit", max(seconds, 0.01))
+        # HiGHS measures time_limit against the total run time of this Highs object (its timer
+        # accumulates over every LP solved on it), so the per-LP limit is relative to that
+        h.setOptionValue("time_limit", h.getRunTime() + max(seconds, 0.01))
         if h.run() != highspy.HighsStatus.kOk or h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
             return None
         sol = h.getSolution()
