@@ -121,7 +121,8 @@ def test_a_rejected_highs_row_is_an_error_not_a_missing_constraint(monkeypatch: 
         build_clause_milp(net, b, prop.lower, prop.upper, prop.clauses[0])
 
 
-def test_lp_bounds_are_never_looser_than_crown_and_tighten_unstable_neurons() -> None:
+@pytest.mark.parametrize("method", ["lp", "alpha", "alpha-lp"])
+def test_tightened_bounds_are_sound_never_looser_than_crown_and_tighten_unstable_neurons(method: str) -> None:
     rng = np.random.default_rng(5)
     tighter = 0
     for _ in range(4):
@@ -129,7 +130,7 @@ def test_lp_bounds_are_never_looser_than_crown_and_tighten_unstable_neurons() ->
         x = rng.uniform(size=8)
         lo, hi = np.clip(x - 0.3, 0, 1), np.clip(x + 0.3, 0, 1)
         cb = compute_bounds(net, lo, hi, "crown")
-        lb = compute_bounds(net, lo, hi, "lp", time_budget=10)
+        lb = compute_bounds(net, lo, hi, method, time_budget=10)
         for k in range(len(cb.lower)):
             assert np.all(lb.lower[k] >= cb.lower[k]) and np.all(lb.upper[k] <= cb.upper[k])
             assert np.all(lb.lower[k] <= lb.upper[k])
