@@ -14,14 +14,12 @@ from robustbench_mr.verifiers.bounds import _relu_relaxation, compute_bounds, sp
 from robustbench_mr.verifiers.lp_tighten import _LayerLp
 from robustbench_mr.verifiers.network import Affine, Network, ReLU
 from robustbench_mr.verifiers.property import robustness_property
+from tests.verifiers.test_exactness import random_net
 from robustbench_mr.verifiers.solve import PropertyStatus, check_property
 
 
 def _random_net(rng: np.random.Generator, sizes: list[int]) -> Network:
-    layers: list = []
-    for a, b in zip(sizes, sizes[1:]):
-        layers += [Affine(rng.normal(size=(b, a)) / np.sqrt(a), rng.normal(size=b) * 0.2), ReLU()]
-    return Network((sizes[0],), tuple(layers[:-1]))
+    return random_net(rng, sizes, bias_scale=0.2)
 
 
 def _pre_activations_t(net: Network, x: torch.Tensor) -> list[torch.Tensor]:

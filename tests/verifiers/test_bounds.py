@@ -15,6 +15,7 @@ from robustbench_mr.verifiers.bounds import compute_bounds, spec_lower_bounds
 from robustbench_mr.verifiers.milp import MilpError, build_clause_milp
 from robustbench_mr.verifiers.network import Affine, Network, ReLU
 from robustbench_mr.verifiers.property import robustness_property
+from tests.verifiers.test_exactness import random_net
 from robustbench_mr.verifiers.torch_import import from_torch
 
 
@@ -28,10 +29,7 @@ def _pre_activations(net: Network, x: np.ndarray) -> list[np.ndarray]:
 
 
 def _random_net(rng: np.random.Generator, sizes: list[int]) -> Network:
-    layers: list = []
-    for a, b in zip(sizes, sizes[1:]):
-        layers += [Affine(rng.normal(size=(b, a)) / np.sqrt(a), rng.normal(size=b) * 0.2), ReLU()]
-    return Network((sizes[0],), tuple(layers[:-1]))
+    return random_net(rng, sizes, bias_scale=0.2)
 
 
 @pytest.mark.parametrize("method", ["interval", "crown", "lp"])

@@ -18,10 +18,11 @@ from robustbench_mr.verifiers.property import Clause, Property, robustness_prope
 from robustbench_mr.verifiers.solve import PropertyStatus, check_property
 
 
-def random_net(rng: np.random.Generator, sizes: list[int]) -> Network:
+def random_net(rng: np.random.Generator, sizes: list[int], bias_scale: float = 0.3) -> Network:
+    """A seeded ReLU MLP with layer widths ``sizes`` (shared by the verifier tests)."""
     layers: list = []
     for a, b in zip(sizes, sizes[1:]):
-        layers += [Affine(rng.normal(size=(b, a)) / np.sqrt(a), rng.normal(size=b) * 0.3), ReLU()]
+        layers += [Affine(rng.normal(size=(b, a)) / np.sqrt(a), rng.normal(size=b) * bias_scale), ReLU()]
     return Network((sizes[0],), tuple(layers[:-1]))
 
 
