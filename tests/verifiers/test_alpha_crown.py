@@ -12,7 +12,7 @@ from robustbench_mr.verifiers import alpha_crown
 from robustbench_mr.verifiers.alpha_crown import alpha_bounds, alpha_spec_lower_bounds
 from robustbench_mr.verifiers.bounds import _relu_relaxation, compute_bounds, spec_lower_bounds
 from robustbench_mr.verifiers.lp_tighten import _LayerLp
-from robustbench_mr.verifiers.network import Affine, Network, ReLU
+from robustbench_mr.verifiers.network import Network
 from robustbench_mr.verifiers.property import robustness_property
 from tests.verifiers.test_exactness import random_net
 from robustbench_mr.verifiers.solve import PropertyStatus, check_property
