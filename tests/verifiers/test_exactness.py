@@ -68,6 +68,28 @@ def brute_force_max(network: Network, lo: np.ndarray, hi: np.ndarray, objective_
     return best
 
 
+def random_robustness_property(rng: np.random.Generator, net: Network) -> tuple[Property, np.ndarray]:
+    """A seeded robustness property of a 2-input, 3-class ``net`` around a random point, and
+    its margin rows y_j - y_label (j != label) for the brute force."""
+    x = rng.uniform(0.2, 0.8, size=2)
+    label = int(np.argmax(net.forward(x)))
+    eps = float(rng.choice([0.05, 0.2, 0.4, 0.8]))
+    rows = np.array([np.eye(3)[j] - np.eye(3)[label] for j in range(3) if j != label])
+    return robustness_property(x, label, eps, 3), rows
+
+
+def random_clause_property(rng: np.random.Generator) -> tuple[Network, Property]:
+    """A seeded 2-10-6-4 net and two clauses of two rows each on the wide box [-1, 1]^2."""
+    net = random_net(rng, [2, 10, 6, 4])
+    clauses = tuple(Clause(rng.normal(size=(2, 4)), rng.normal(size=2) - 1.0) for _ in range(2))
+    return net, Property(np.array([-1.0, -1.0]), np.array([1.0, 1.0]), clauses)
+
+
+def clause_property_truth(net: Network, prop: Property) -> float:
+    """max over clauses of max_x min_r (d_r - C_r y(x)) by brute force (> 0: sat)."""
+    return max(_brute_clause_slack(net, prop.lower, prop.upper, c) for c in prop.clauses)
+
+
 _TRUTH: dict[tuple[int, int], float] = {}
 
 
@@ -79,11 +101,7 @@ def test_robustness_verdicts_match_brute_force(bounds: str, input_split: bool | 
     for trial in range(3):
         net = random_net(rng, [2, 8, 8, 3])
         for case in range(5):
-            x = rng.uniform(0.2, 0.8, size=2)
-            label = int(np.argmax(net.forward(x)))
-            eps = float(rng.choice([0.05, 0.2, 0.4, 0.8]))
-            prop = robustness_property(x, label, eps, 3)
-            rows = np.array([np.eye(3)[j] - np.eye(3)[label] for j in range(3) if j != label])
+            prop, rows = random_robustness_property(rng, net)
             if (trial, case) not in _TRUTH:  # the same seeded cases for every parametrization
                 _TRUTH[trial, case] = brute_force_max(net, prop.lower, prop.upper, rows)
             truth = _TRUTH[trial, case]
@@ -91,7 +109,7 @@ def test_robustness_verdicts_match_brute_force(bounds: str, input_split: bool | 
             if abs(truth) < 1e-6:
                 continue  # a tie within round-off: either verdict is defensible
             expected = PropertyStatus.SAT if truth > 0 else PropertyStatus.UNSAT
-            assert r.status is expected, (trial, x, eps, truth, r)
+            assert r.status is expected, (trial, prop.lower, prop.upper, truth, r)
             decided[r.status.value] += 1
             if r.status is PropertyStatus.SAT:
                 assert prop.contains_input(r.counterexample) and prop.is_violated_by(net.forward(r.counterexample))
@@ -103,17 +121,8 @@ def test_general_clauses_multi_row_and_wide_box() -> None:
     rng = np.random.default_rng(7)
     checked = {"sat": 0, "unsat": 0}
     for _ in range(10):
-        net = random_net(rng, [2, 10, 6, 4])
-        lo, hi = np.array([-1.0, -1.0]), np.array([1.0, 1.0])
-        clauses = []
-        for _ in range(2):
-            C = rng.normal(size=(2, 4))
-            clauses.append(Clause(C, rng.normal(size=2) - 1.0))
-        prop = Property(lo, hi, tuple(clauses))
-        truth = -np.inf
-        for cl in clauses:
-            # max of min_r (d_r - C_r y): brute force with t as an extra LP variable per region
-            truth = max(truth, _brute_clause_slack(net, lo, hi, cl))
+        net, prop = random_clause_property(rng)
+        truth = clause_property_truth(net, prop)
         if abs(truth) < 1e-6:
             continue
         r = check_property(net, prop, timeout=20, samples=0)

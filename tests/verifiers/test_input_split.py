@@ -12,7 +12,7 @@ from robustbench_mr.verifiers import input_split as isp
 from robustbench_mr.verifiers.bounds import crown_bounds, interval_bounds, spec_lower_bounds
 from robustbench_mr.verifiers.property import Clause, Property, robustness_property
 from robustbench_mr.verifiers.solve import PropertyStatus, check_property
-from tests.verifiers.test_exactness import _brute_clause_slack, brute_force_max, random_net
+from tests.verifiers.test_exactness import _brute_clause_slack, brute_force_max, clause_property_truth, random_clause_property, random_net, random_robustness_property
 
 
 def _check_sat(net, prop, x):
@@ -28,11 +28,7 @@ def test_robustness_verdicts_match_brute_force(method):
     for _ in range(3):
         net = random_net(rng, [2, 8, 8, 3])
         for _ in range(5):
-            x = rng.uniform(0.2, 0.8, size=2)
-            label = int(np.argmax(net.forward(x)))
-            eps = float(rng.choice([0.05, 0.2, 0.4, 0.8]))
-            prop = robustness_property(x, label, eps, 3)
-            rows = np.array([np.eye(3)[j] - np.eye(3)[label] for j in range(3) if j != label])
+            prop, rows = random_robustness_property(rng, net)
             truth = brute_force_max(net, prop.lower, prop.upper, rows)
             if abs(truth) < 1e-6:
                 continue  # a tie within round-off: either verdict is defensible
@@ -51,11 +47,8 @@ def test_general_clauses_through_check_property():
     rng = np.random.default_rng(11)
     checked = {"sat": 0, "unsat": 0}
     for _ in range(8):
-        net = random_net(rng, [2, 10, 6, 4])
-        lo, hi = np.array([-1.0, -1.0]), np.array([1.0, 1.0])
-        clauses = tuple(Clause(rng.normal(size=(2, 4)), rng.normal(size=2) - 1.0) for _ in range(2))
-        prop = Property(lo, hi, clauses)
-        truth = max(_brute_clause_slack(net, lo, hi, c) for c in clauses)
+        net, prop = random_clause_property(rng)
+        truth = clause_property_truth(net, prop)
         if abs(truth) < 1e-6:
             continue
         expected = PropertyStatus.SAT if truth > 0 else PropertyStatus.UNSAT

@@ -9,11 +9,11 @@ import pulp
 import pytest
 
 from robustbench_mr.verifiers.milp import MilpOutcome
-from robustbench_mr.verifiers.property import Clause, Property, robustness_property
+from robustbench_mr.verifiers.property import robustness_property
 from robustbench_mr.verifiers.pulp_solver import SolverUnavailable, _classify, check_available, solver_version
 from robustbench_mr.verifiers.solve import PropertyStatus, check_property
 
-from .test_exactness import _brute_clause_slack, random_net
+from .test_exactness import clause_property_truth, random_clause_property, random_net
 
 
 def _cbc_available() -> bool:
@@ -31,17 +31,14 @@ def test_cbc_matches_highs_and_brute_force_on_tiny_nets() -> None:
     rng = np.random.default_rng(7)
     seen = {"sat": 0, "unsat": 0}
     for _ in range(10):
-        net = random_net(rng, [2, 10, 6, 4])
-        lo, hi = np.array([-1.0, -1.0]), np.array([1.0, 1.0])
-        clauses = tuple(Clause(rng.normal(size=(2, 4)), rng.normal(size=2) - 1.0) for _ in range(2))
-        prop = Property(lo, hi, clauses)
+        net, prop = random_clause_property(rng)
         # no sampling and no input splitting: the MILP decides
         kw = dict(timeout=20, samples=0, input_split=False)
         highs, cbc = check_property(net, prop, **kw), check_property(net, prop, solver="cbc", **kw)
         assert cbc.status is highs.status, (cbc, highs)
         if cbc.milp_solves == 0:
             continue
-        truth = max(_brute_clause_slack(net, lo, hi, c) for c in clauses)
+        truth = clause_property_truth(net, prop)
         assert abs(truth) > 1e-6
         assert cbc.status is (PropertyStatus.SAT if truth > 0 else PropertyStatus.UNSAT), (truth, cbc)
         if cbc.status is PropertyStatus.SAT:
