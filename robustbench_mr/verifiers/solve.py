@@ -139,7 +139,7 @@ def check_property(network: Network, prop: Property, timeout: float, bounds: str
     if bounds != "interval":
         # cheap first: interval bounds alone often prove robust inputs of certifiably trained nets
         ib = compute_bounds(network, prop.lower, prop.upper, "interval")
-        if all(float(np.min(c.d - (np.maximum(c.C, 0) @ ib.lower[-1] + np.minimum(c.C, 0) @ ib.upper[-1]))) < 0.0 for c in prop.clauses):
+        if _all_proven(prop, _clause_spec_lower(network, prop, ib, "interval", 0.0)):
             return PropertyResult(PropertyStatus.UNSAT, None, None, elapsed(), "proven by interval bounds", ib.num_unstable, 0, "interval")
 
     from robustbench_mr.verifiers.input_split import INPUT_SPLIT_MAX_INPUTS, split_and_bound  # torch loads lazily
