@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from robustbench_mr.verifiers.bounds import Bounds, _check_box, _relu_relaxation, _unit_rows, _widen, backsubstitute, crown_bounds, spec_lower_bounds
+from robustbench_mr.verifiers.bounds import Bounds, _check_box, _relu_relaxation, _unit_rows, _widen, backsubstitute, crown_bounds, magnitudes, spec_lower_bounds, spec_magnitude
 from robustbench_mr.verifiers.network import Network
 
 ALPHA_ITERATIONS = 30
@@ -167,6 +167,7 @@ def alpha_bounds(network: Network, lower: np.ndarray, upper: np.ndarray, time_bu
     lo, hi = _check_box(network, lower, upper)
     cb = base if base is not None else crown_bounds(network, lo, hi)
     affines = network.affines
+    mags = magnitudes(network, lo, hi)
     los, his = [cb.lower[0].copy()], [cb.upper[0].copy()]
     for k in range(1, len(affines)):
         l, u = cb.lower[k].copy(), cb.upper[k].copy()
@@ -177,7 +178,7 @@ def alpha_bounds(network: Network, lower: np.ndarray, upper: np.ndarray, time_bu
             S = np.vstack([eye, -eye])  # upper bounds of z and of -z, each row its own slopes
             slopes = _optimized_slopes(network, k, S, relax, lo, hi, iterations, deadline)
             v = _sound_upper(network, k, S, relax, slopes, lo, hi)
-            l_new, u_new = _widen(-v[rows.size:], v[:rows.size])
+            l_new, u_new = _widen(-v[rows.size:], v[:rows.size], mags[k][rows])
             l[rows] = np.maximum(l[rows], l_new)
             u[rows] = np.minimum(u[rows], u_new)
             l = np.minimum(l, u)
@@ -198,5 +199,5 @@ def alpha_spec_lower_bounds(network: Network, bounds: Bounds, lower: np.ndarray,
     k = len(network.affines) - 1
     slopes = _optimized_slopes(network, k, -S, relax, lo, hi, iterations, deadline)
     v = -_sound_upper(network, k, -S, relax, slopes, lo, hi)
-    v, _ = _widen(v, v)
+    v, _ = _widen(v, v, spec_magnitude(network, lo, hi, S))
     return np.maximum(plain, v)

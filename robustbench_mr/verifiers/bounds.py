@@ -16,9 +16,15 @@ Methods:
   final slopes; never looser than CROWN. ``alpha-lp``: the LP tightening, then alpha-CROWN on
   top of its bounds.
 
-Soundness under floating point: every bound is widened by a small relative margin
-(``SLACK``), so round-off in float64 matrix products cannot put a true value outside
-[lower, upper]. Looser bounds only make the big-M MILP weaker, never wrong.
+Soundness under floating point: every bound is widened by ``SLACK`` times the neuron's
+*magnitude* (``magnitudes``: the chain ``G_k = |W_k| G_{k-1} + |b_k|`` from the input box's
+largest absolute values), which bounds the absolute value of every term summed on the way to
+that neuron by interval arithmetic or back-substitution. Float64 round-off of such a sum is at
+most about ``n * 1.1e-16`` times it, far below ``SLACK``, so no true value falls outside
+[lower, upper]. The margin has no absolute part: it scales with the weights, so a
+function-preserving rescaling of a layer (ReLU is positively homogeneous) rescales every
+bound and margin with it and cannot change a verdict. Looser bounds only make the big-M MILP
+weaker, never wrong.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ from robustbench_mr.verifiers.network import Affine, Network
 
 BOUND_METHODS = ("interval", "crown", "lp", "alpha", "alpha-lp")
 DEFAULT_BOUNDS = "lp"  # check_property / mr-eval verify: CROWN, escalated to LP only where needed
-SLACK = 1e-9  # relative + absolute widening of every bound against float64 round-off
+SLACK = 1e-10  # widening of every bound, relative to its magnitude (``magnitudes``), against float64 round-off
 
 
 @dataclass(frozen=True, eq=False)
@@ -95,11 +101,32 @@ def _unit_rows(n: int, rows: np.ndarray) -> np.ndarray:
     return E
 
 
-def _widen(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return lo - SLACK * (1.0 + np.abs(lo)), hi + SLACK * (1.0 + np.abs(hi))
+def _widen(lo: np.ndarray, hi: np.ndarray, scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """[lo, hi] widened by ``SLACK * scale`` (scale: the magnitude of the terms that were summed)."""
+    m = SLACK * np.asarray(scale, dtype=np.float64)
+    return lo - m, hi + m
 
 
-def _affine_interval(layer: Affine, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _abs_mul(layer: Affine, v: np.ndarray) -> np.ndarray:
+    """|W| @ v (sparse when that pays)."""
+    s = _sparse(layer)
+    return np.abs(layer.weight) @ v if s is None else s[1] @ v
+
+
+def magnitudes(network: Network, lower: np.ndarray, upper: np.ndarray) -> list[np.ndarray]:
+    """Per affine layer, ``G_k = |W_k| G_{k-1} + |b_k|`` with ``G_{-1} = max(|lower|, |upper|)``:
+    an upper bound on |every term| that interval arithmetic or back-substitution sums for each
+    neuron of that layer (ReLU slopes and relaxation intercepts are at most 1 and |l| in size).
+    The round-off margin of every bound is relative to it (``SLACK``)."""
+    g = np.maximum(np.abs(np.asarray(lower, dtype=np.float64)), np.abs(np.asarray(upper, dtype=np.float64))).reshape(-1)
+    out = []
+    for layer in network.affines:
+        g = _abs_mul(layer, g) + np.abs(layer.bias)
+        out.append(g)
+    return out
+
+
+def _affine_interval(layer: Affine, lo: np.ndarray, hi: np.ndarray, scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     center, radius = (hi + lo) / 2.0, (hi - lo) / 2.0
     s = _sparse(layer)
     if s is None:
@@ -108,7 +135,7 @@ def _affine_interval(layer: Affine, lo: np.ndarray, hi: np.ndarray) -> tuple[np.
     else:
         c = s[0] @ center + layer.bias
         r = s[1] @ radius
-    return _widen(c - r, c + r)
+    return _widen(c - r, c + r, scale)
 
 
 def _check_box(network: Network, lower: np.ndarray, upper: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -123,11 +150,12 @@ def _check_box(network: Network, lower: np.ndarray, upper: np.ndarray) -> tuple[
 
 def interval_bounds(network: Network, lower: np.ndarray, upper: np.ndarray) -> Bounds:
     lo, hi = _check_box(network, lower, upper)
+    mags = magnitudes(network, lo, hi)
     los, his = [], []
     for k, layer in enumerate(network.affines):
         if k > 0:
             lo, hi = np.maximum(lo, 0.0), np.maximum(hi, 0.0)
-        lo, hi = _affine_interval(layer, lo, hi)
+        lo, hi = _affine_interval(layer, lo, hi, mags[k])
         los.append(lo)
         his.append(hi)
     return Bounds(tuple(los), tuple(his), "interval")
@@ -170,6 +198,7 @@ def crown_bounds(network: Network, lower: np.ndarray, upper: np.ndarray) -> Boun
     """Back-substitution bounds, intersected with interval bounds (both are sound)."""
     lo, hi = _check_box(network, lower, upper)
     ib = interval_bounds(network, lo, hi)
+    mags = magnitudes(network, lo, hi)
     los, his = [], []
     relax: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     affines = network.affines
@@ -186,7 +215,7 @@ def crown_bounds(network: Network, lower: np.ndarray, upper: np.ndarray) -> Boun
                 eye = _unit_rows(n, rows)
                 u_sym = backsubstitute(network, k, eye, np.zeros(rows.size), relax, lo, hi)
                 l_sym = -backsubstitute(network, k, -eye, np.zeros(rows.size), relax, lo, hi)
-                l_sym, u_sym = _widen(l_sym, u_sym)
+                l_sym, u_sym = _widen(l_sym, u_sym, mags[k][rows])
                 l[rows] = np.maximum(l_sym, l[rows])
                 u[rows] = np.minimum(u_sym, u[rows])
             l = np.minimum(l, u)  # never cross (both are sound; equal means a constant)
@@ -208,9 +237,15 @@ def spec_lower_bounds(network: Network, bounds: Bounds, lower: np.ndarray, upper
     # also the interval bound on spec @ y from the output box
     ylo, yhi = bounds.lower[-1], bounds.upper[-1]
     box = np.maximum(S, 0.0) @ ylo + np.minimum(S, 0.0) @ yhi
-    lo_sym, _ = _widen(sym, sym)
-    lo_box, _ = _widen(box, box)
+    scale = spec_magnitude(network, lo, hi, S)
+    lo_sym, _ = _widen(sym, sym, scale)
+    lo_box, _ = _widen(box, box, scale)
     return np.maximum(lo_sym, lo_box)
+
+
+def spec_magnitude(network: Network, lower: np.ndarray, upper: np.ndarray, spec: np.ndarray) -> np.ndarray:
+    """|spec| @ G_out: the magnitude of the terms of each spec row's bound (its round-off scale)."""
+    return np.abs(np.atleast_2d(spec)) @ magnitudes(network, lower, upper)[-1]
 
 
 def compute_bounds(network: Network, lower: np.ndarray, upper: np.ndarray, method: str = "crown", time_budget: float | None = None) -> Bounds:

@@ -96,8 +96,10 @@ class SplitOutcome:
     open_boxes: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)  # left when undecided
 
 
-def _widen(lo: torch.Tensor, hi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    return lo - SLACK * (1.0 + lo.abs()), hi + SLACK * (1.0 + hi.abs())
+def _widen(lo: torch.Tensor, hi: torch.Tensor, scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Widened by SLACK times the terms' magnitude (``bounds.magnitudes``, per box): no absolute part."""
+    m = SLACK * scale
+    return lo - m, hi + m
 
 
 class _BatchedBounds:
@@ -178,11 +180,20 @@ class _BatchedBounds:
         lo_slope = torch.where(active | (unstable & (u > -l)), torch.ones_like(l), torch.zeros_like(l))
         return lo_slope, up_slope, up_icpt
 
-    def _interval(self, k: int, lo: torch.Tensor, hi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _interval(self, k: int, lo: torch.Tensor, hi: torch.Tensor, scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         center, radius = (hi + lo) / 2.0, (hi - lo) / 2.0
         c = center @ self.W[k].T + self.b[k]
         r = radius @ self.Wabs[k].T
-        return _widen(c - r, c + r)
+        return _widen(c - r, c + r, scale)
+
+    def magnitudes(self, lo: torch.Tensor, hi: torch.Tensor) -> list[torch.Tensor]:
+        """Per box and layer, ``bounds.magnitudes``: the round-off scale of each neuron's bounds."""
+        g = torch.maximum(lo.abs(), hi.abs())
+        out = []
+        for wa, b in zip(self.Wabs, self.b):
+            g = g @ wa.T + b.abs()
+            out.append(g)
+        return out
 
     def spec_bounds(self, lo: torch.Tensor, hi: torch.Tensor, prior: tuple[torch.Tensor, torch.Tensor] | None = None,
                     aux: dict | None = None) -> tuple[torch.Tensor, torch.Tensor | None, tuple[torch.Tensor, torch.Tensor]]:
@@ -198,7 +209,8 @@ class _BatchedBounds:
         B = lo.shape[0]
         K = len(self.W)
         offs = self.hidden_offsets
-        l, u = self._interval(0, lo, hi)  # exact up to round-off for the first affine map
+        mags = self.magnitudes(lo, hi)
+        l, u = self._interval(0, lo, hi, mags[0])  # exact up to round-off for the first affine map
         if prior is not None:
             l, u = torch.maximum(l, prior[0][:, offs[0]:offs[1]]), torch.minimum(u, prior[1][:, offs[0]:offs[1]])
             l = torch.minimum(l, u)
@@ -207,7 +219,7 @@ class _BatchedBounds:
         sens = [self.Wabs[0].expand(B, -1, -1)]
         for k in range(1, K):
             relax.append(self._relax(l, u))
-            l_new, u_new = self._interval(k, l.clamp(min=0), u.clamp(min=0))
+            l_new, u_new = self._interval(k, l.clamp(min=0), u.clamp(min=0), mags[k])
             if k < K - 1 and prior is not None:
                 l_new = torch.maximum(l_new, prior[0][:, offs[k]:offs[k + 1]])
                 u_new = torch.minimum(u_new, prior[1][:, offs[k]:offs[k + 1]])
@@ -233,7 +245,7 @@ class _BatchedBounds:
                     E.scatter_(2, idx[:, :, None], valid[:, :, None].to(lo.dtype))
                     relax_g = [tuple(t[g] for t in r) for r in relax]
                     ub, Ain = self._backsub(k, torch.cat([E, -E], 1), relax_g, lo[g], hi[g])
-                    l_sym, u_sym = _widen(-ub[:, m:], ub[:, :m])
+                    l_sym, u_sym = _widen(-ub[:, m:], ub[:, :m], mags[k][g].gather(1, idx))
                     l_g, u_g = l_new[g], u_new[g]
                     l_old, u_old = l_g.gather(1, idx), u_g.gather(1, idx)
                     l_g = l_g.scatter(1, idx, torch.where(valid, torch.maximum(l_old, l_sym), l_old))
@@ -250,14 +262,15 @@ class _BatchedBounds:
         hidden = (torch.cat(hidden_l, 1), torch.cat(hidden_u, 1))
         Sp, Sn = self.S.clamp(min=0), self.S.clamp(max=0)
         box = l @ Sp.T + u @ Sn.T
-        box, _ = _widen(box, box)
+        spec_mag = mags[-1] @ self.S.abs().T  # (B, R)
+        box, _ = _widen(box, box, spec_mag)
         if self.method != "crown":
             return box, None, hidden
         gaps: list | None = [] if aux is not None else None
         ub, A = self._backsub(K - 1, (-self.S).expand(B, -1, -1), relax, lo, hi, gaps)
         if aux is not None:
             aux["gaps"], aux["sens"] = gaps[::-1], sens
-        sym, _ = _widen(-ub, -ub)
+        sym, _ = _widen(-ub, -ub, spec_mag)
         return torch.maximum(sym, box), -A, hidden
 
 
@@ -339,6 +352,8 @@ def _milp_fallback(network: Network, prop: Property, boxes: list[tuple[np.ndarra
                 return "unknown", f"MILP incumbent t={r.best_t:.3g} on a sub-box not confirmed by the float64 forward pass", None, solves
             if r.outcome is MilpOutcome.UNREACHABLE:
                 continue
+            if r.outcome is MilpOutcome.UNKNOWN:
+                return "unknown", f"MILP fallback: {r.message}", None, solves
             if r.outcome is MilpOutcome.TIMEOUT:
                 return "timeout", f"MILP fallback stopped after {r.seconds:.1f}s", None, solves
             return "error", f"MILP fallback: {r.message}", None, solves
@@ -505,6 +520,10 @@ def _split_and_bound(network: Network, prop: Property, time_budget: float, metho
     if not milp_fallback:
         return done("timeout", f"{rest.size} box(es) too small to split and not proven", open_boxes=open_boxes(1000))
     left = open_boxes()
+    if len(left) > MILP_FALLBACK_MAX_BOXES:
+        # many boxes too small to split (e.g. around one isolated point): one MILP over the whole
+        # box decides them all, where one MILP per box would never finish
+        left = [(prop.lower.copy(), prop.upper.copy())]
     status, msg, hit, solves = _milp_fallback(network, prop, left, deadline)
     msg = f"{boxes} box(es) bounded in {rounds} round(s), {len(left)} left to the MILP: {msg}"
     return done(status, msg, hit, milp_solves=solves, open_boxes=left if status != "unsat" else [])

@@ -27,22 +27,27 @@ import highspy
 import numpy as np
 import scipy.sparse as sp
 
-from robustbench_mr.verifiers.bounds import Bounds, _relu_relaxation, _unit_rows, _widen, backsubstitute, crown_bounds
+from robustbench_mr.verifiers.bounds import SLACK, Bounds, _relu_relaxation, _unit_rows, _widen, backsubstitute, crown_bounds, magnitudes
 from robustbench_mr.verifiers.network import Network
 
 PER_LP_SECONDS = 0.5
 DEFAULT_LP_BUDGET = 10.0  # seconds for the whole pass when the caller gives none
 
 
-def _safe_max(c: np.ndarray, A: sp.csr_matrix, row_lo: np.ndarray, row_hi: np.ndarray, col_lb: np.ndarray, col_ub: np.ndarray, y: np.ndarray) -> float:
-    """Upper bound of max c.x s.t. row_lo <= A x <= row_hi, col_lb <= x <= col_ub, valid for any y."""
+def _safe_max(c: np.ndarray, A: sp.csr_matrix, row_lo: np.ndarray, row_hi: np.ndarray, col_lb: np.ndarray, col_ub: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Upper bound of max c.x s.t. row_lo <= A x <= row_hi, col_lb <= x <= col_ub, valid for any y,
+    and the magnitude of its terms (the scale of its round-off, for the widening)."""
     y = y.copy()
     y[~np.isfinite(row_lo) & (y < 0)] = 0.0  # sup over r <= hi of y r is finite only for y >= 0
     y[~np.isfinite(row_hi) & (y > 0)] = 0.0
     rows = np.where(y > 0, y * np.where(np.isfinite(row_hi), row_hi, 0.0), y * np.where(np.isfinite(row_lo), row_lo, 0.0))
     d = c - A.T @ y
     cols = np.where(d > 0, d * col_ub, d * col_lb)
-    return float(np.sum(rows) + np.sum(cols))
+    # |A^T y| and |c| enter d: their terms' size bounds d's round-off (times the column bound)
+    dmag = np.abs(c) + abs(A).T @ np.abs(y)
+    reach = np.maximum(np.abs(col_lb), np.abs(col_ub))
+    mag = float(np.sum(np.abs(rows)) + np.sum(dmag * np.where(np.isfinite(reach), reach, 0.0)))
+    return float(np.sum(rows) + np.sum(cols)), mag
 
 
 class _LayerLp:
@@ -144,9 +149,14 @@ class _LayerLp:
         c[cols] = w
         y = np.asarray(sol.row_dual, dtype=np.float64)
         const = sign * self.b[i]
-        best = min(_safe_max(c, self.A, self.row_lo, self.row_hi, self.col_lb, self.col_ub, y),
-                   _safe_max(c, self.A, self.row_lo, self.row_hi, self.col_lb, self.col_ub, -y))
-        return best + const if np.isfinite(best) else None
+        v1, m1 = _safe_max(c, self.A, self.row_lo, self.row_hi, self.col_lb, self.col_ub, y)
+        v2, m2 = _safe_max(c, self.A, self.row_lo, self.row_hi, self.col_lb, self.col_ub, -y)
+        best, mag = (v1, m1) if v1 <= v2 else (v2, m2)
+        if not np.isfinite(best):
+            return None
+        # widened by its own magnitude (relative, never absolute: see bounds.SLACK); 1e3 x SLACK
+        # since the dual sum has as many terms as the LP has rows and columns
+        return best + const + 1e3 * SLACK * (mag + abs(const))
 
 
 def lp_bounds(network: Network, lower: np.ndarray, upper: np.ndarray, time_budget: float | None = None, base: Bounds | None = None) -> Bounds:
@@ -157,6 +167,7 @@ def lp_bounds(network: Network, lower: np.ndarray, upper: np.ndarray, time_budge
     lo = np.asarray(lower, dtype=np.float64).reshape(-1)
     hi = np.asarray(upper, dtype=np.float64).reshape(-1)
     affines = network.affines
+    mags = magnitudes(network, lo, hi)
     los, his = [cb.lower[0].copy()], [cb.upper[0].copy()]
     tightened = 0
     for k in range(1, len(affines)):
@@ -168,7 +179,7 @@ def lp_bounds(network: Network, lower: np.ndarray, upper: np.ndarray, time_budge
             eye = _unit_rows(l.size, rows)
             u_sym = backsubstitute(network, k, eye, np.zeros(rows.size), relax, lo, hi)
             l_sym = -backsubstitute(network, k, -eye, np.zeros(rows.size), relax, lo, hi)
-            l_sym, u_sym = _widen(l_sym, u_sym)
+            l_sym, u_sym = _widen(l_sym, u_sym, mags[k][rows])
             l[rows] = np.maximum(l[rows], l_sym)
             u[rows] = np.minimum(u[rows], u_sym)
             l = np.minimum(l, u)
@@ -189,11 +200,11 @@ def lp_bounds(network: Network, lower: np.ndarray, upper: np.ndarray, time_budge
                         if v is None:
                             continue
                         if sign > 0:
-                            new = v + 1e-9 * (1.0 + abs(v))
+                            new = v  # already widened by its magnitude (max_of)
                             if new < u[i]:
                                 u[i], tightened = max(new, l[i]), tightened + 1
                         else:
-                            new = -v - 1e-9 * (1.0 + abs(v))
+                            new = -v
                             if new > l[i]:
                                 l[i], tightened = min(new, u[i]), tightened + 1
                     if time.perf_counter() - start >= budget:

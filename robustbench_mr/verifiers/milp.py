@@ -9,6 +9,21 @@ The solve stops as soon as it is decided (``early_stop``): an incumbent with t >
 candidate counterexample, confirmed afterwards by a float64 forward pass) or a dual bound
 < 0 (proof). HiGHS's own time limit is soft, so a MIP callback interrupts the solve on our
 own wall clock too. One HiGHS thread per solve: parallelism is over inputs.
+
+Scale: the model is solved in scaled coordinates, so that no solver tolerance (absolute, about
+1e-7 to 1e-9 in every MILP solver) is large next to the model's own values. Every column is
+divided by a power of two near its largest bound (a ReLU output with bounds of 1e-12 becomes a
+column in [0, ~1]), every row by a power of two near its largest coefficient, and the clause
+slack t by a power of two near its range. Powers of two are exact in floating point, so the
+scaled model is the same problem, and a function-preserving rescaling of a layer (W_k * s,
+W_{k+1} / s) gives nearly the same scaled model. ``SAT_STOP`` and ``UNSAT_MARGIN`` are in
+scaled units, i.e. relative to t's range; ``MilpResult`` reports t unscaled.
+
+What counts as a proof (``UNREACHABLE``): a dual bound below ``-UNSAT_MARGIN`` (which is above
+the solver's feasibility tolerances), or HiGHS's "optimal" with the best point plus HiGHS's own
+optimality gap still below it. "Infeasible" is never a proof here: the model has a feasible
+point for every input of the box (t is unbounded below), so an infeasible answer is a numerical
+breakdown and gives ``UNKNOWN``.
 """
 
 from __future__ import annotations
@@ -26,10 +41,13 @@ from robustbench_mr.verifiers.network import Network
 from robustbench_mr.verifiers.property import Clause
 from robustbench_mr.verifiers.relu_encoding import ColumnAllocator, SparseRows, encode_relu_layer
 
+# Both in scaled units of t (relative to t's range, see the module doc).
 # An incumbent t above this stops the search: it is confirmed by a forward pass anyway.
 SAT_STOP = 1e-7
-# A dual bound below -UNSAT_MARGIN proves the clause unreachable.
-UNSAT_MARGIN = 1e-7
+# A dual bound below -UNSAT_MARGIN proves the clause unreachable; it is 10x the primal and MIP
+# feasibility tolerances we set (and CBC's default), so a proof survives them.
+UNSAT_MARGIN = 1e-6
+FEASIBILITY_TOL = 1e-7
 # HiGHS's small_matrix_value: it drops |a_ij| <= this from the matrix (and answers kWarning),
 # so we fold such entries into the row bounds ourselves (``drop_tiny_coefficients``).
 TINY_COEFF = 1e-9
@@ -65,9 +83,29 @@ class MilpModel:
     clause: Clause
     network: Network
     dropped: int = 0  # tiny coefficients folded into the row bounds (see ``drop_tiny_coefficients``)
+    col_scale: np.ndarray | None = None  # column j of the model is x_j / col_scale[j] (powers of two)
+
+    @property
+    def t_scale(self) -> float:
+        return 1.0 if self.col_scale is None else float(self.col_scale[self.t_col])
+
+    def unscale(self, v: np.ndarray) -> np.ndarray:
+        """Original-unit values of a scaled column vector."""
+        v = np.asarray(v, dtype=np.float64)
+        return v if self.col_scale is None else v * self.col_scale
+
+    def input_point(self, col_value: np.ndarray) -> np.ndarray:
+        """The input part of a scaled column vector, in input units."""
+        v = np.asarray(col_value, dtype=np.float64)[self.input_cols]
+        return v if self.col_scale is None else v * self.col_scale[self.input_cols]
 
     def solution_from_input(self, x: np.ndarray) -> np.ndarray:
-        """A full column vector (warm start) from an input point inside the box."""
+        """A full (scaled) column vector (warm start) from an input point inside the box."""
+        v = self._unscaled_solution(x)
+        return v if self.col_scale is None else v / self.col_scale
+
+    def _unscaled_solution(self, x: np.ndarray) -> np.ndarray:
+        """The column vector in original units (the input, each ReLU output and binary, t)."""
         v = np.zeros(self.num_cols)
         v[self.input_cols] = x
         z = np.asarray(x, dtype=np.float64)
@@ -136,8 +174,36 @@ def drop_tiny_coefficients(A: sp.csr_matrix, row_lo: np.ndarray, row_hi: np.ndar
     return B, lo, hi, int(tiny.sum())
 
 
+def _pow2(v: np.ndarray) -> np.ndarray:
+    """The power of two nearest (in log scale) to each positive finite v; 1 elsewhere."""
+    v = np.asarray(v, dtype=np.float64)
+    ok = np.isfinite(v) & (v > 0)
+    out = np.ones_like(v)
+    out[ok] = np.exp2(np.round(np.log2(v[ok])))
+    return out
+
+
+def scale_model(A: sp.csr_matrix, row_lo: np.ndarray, row_hi: np.ndarray, col_lb: np.ndarray, col_ub: np.ndarray, integer: np.ndarray,
+                col_ref: np.ndarray) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Scale columns by powers of two near ``col_ref`` (binaries stay unscaled), then rows by
+    powers of two near their largest |coefficient|. Returns (A, row_lo, row_hi, col_lb, col_ub,
+    col_scale) with x = col_scale * x_scaled; exact in floating point (powers of two)."""
+    cs = _pow2(col_ref)
+    cs[integer] = 1.0
+    A = (A @ sp.diags(cs)).tocsr()
+    row_max = np.zeros(A.shape[0])
+    if A.nnz:
+        row_of = np.repeat(np.arange(A.shape[0]), np.diff(A.indptr))
+        np.maximum.at(row_max, row_of, np.abs(A.data))
+    rs = 1.0 / _pow2(row_max)
+    A = (sp.diags(rs) @ A).tocsr()
+    A.sort_indices()
+    return A, row_lo * rs, row_hi * rs, col_lb / cs, col_ub / cs, cs
+
+
 def build_milp_model(network: Network, bounds: Bounds, lower: np.ndarray, upper: np.ndarray, clause: Clause, t_upper: float = np.inf) -> MilpModel:
-    """The big-M model of one clause (solver independent; tiny coefficients already folded)."""
+    """The big-M model of one clause (solver independent), scaled (module doc), tiny
+    coefficients of the scaled model folded into its row bounds."""
     cols = ColumnAllocator()
     rows = SparseRows.empty()
     input_cols = cols(lower, upper, integer=False)
@@ -178,9 +244,16 @@ def build_milp_model(network: Network, bounds: Bounds, lower: np.ndarray, upper:
     ub = np.concatenate(cols.ub)
     row_lo = np.concatenate(rows.lo) if rows.lo else np.zeros(0)
     row_hi = np.concatenate(rows.hi) if rows.hi else np.zeros(0)
-    A, row_lo, row_hi, dropped = drop_tiny_coefficients(A, row_lo, row_hi, lb, ub)
     integer = np.concatenate(cols.integer).astype(bool)
-    return MilpModel(A, row_lo, row_hi, lb, ub, integer, input_cols, layer_cols, binary_cols, t_col, n, binaries, clause, network, dropped)
+    # each column's reference size: its largest finite bound; t's: its range, from the bounds
+    ref = np.maximum(np.abs(lb), np.abs(ub))
+    ylo, yhi = bounds.lower[-1], bounds.upper[-1]
+    t_lo = float(np.min(clause.d - (np.maximum(clause.C, 0) @ yhi + np.minimum(clause.C, 0) @ ylo)))
+    t_ref = max(abs(t_lo) if np.isfinite(t_lo) else 0.0, abs(t_upper) if np.isfinite(t_upper) else 0.0)
+    ref[t_col] = t_ref if t_ref > 0 else 1.0
+    A, row_lo, row_hi, lb, ub, col_scale = scale_model(A, row_lo, row_hi, lb, ub, integer, ref)
+    A, row_lo, row_hi, dropped = drop_tiny_coefficients(A, row_lo, row_hi, lb, ub)
+    return MilpModel(A, row_lo, row_hi, lb, ub, integer, input_cols, layer_cols, binary_cols, t_col, n, binaries, clause, network, dropped, col_scale)
 
 
 def build_clause_milp(network: Network, bounds: Bounds, lower: np.ndarray, upper: np.ndarray, clause: Clause, t_upper: float = np.inf) -> ClauseMilp:
@@ -189,8 +262,8 @@ def build_clause_milp(network: Network, bounds: Bounds, lower: np.ndarray, upper
     h = quiet_highs()
     h.setOptionValue("output_flag", False)
     h.setOptionValue("threads", 1)
-    h.setOptionValue("mip_feasibility_tolerance", 1e-8)
-    h.setOptionValue("primal_feasibility_tolerance", 1e-8)
+    h.setOptionValue("mip_feasibility_tolerance", FEASIBILITY_TOL)
+    h.setOptionValue("primal_feasibility_tolerance", FEASIBILITY_TOL)
     _ok(h.addVars(n, m.col_lb, m.col_ub), "the columns")
     integer = np.nonzero(m.integer)[0].astype(np.int32)
     if integer.size:
@@ -210,17 +283,24 @@ class MilpOutcome(Enum):
     REACHABLE = "reachable"  # incumbent with t >= 0 (to be confirmed by a forward pass)
     UNREACHABLE = "unreachable"  # proven max t < 0
     TIMEOUT = "timeout"
+    UNKNOWN = "unknown"  # the solver's answer is not a proof either way (numerical trouble)
     ERROR = "error"
 
 
 @dataclass(frozen=True)
 class MilpResult:
     outcome: MilpOutcome
-    best_t: float  # incumbent objective (-inf if none)
-    dual_bound: float  # proven upper bound on t
+    best_t: float  # incumbent objective (-inf if none), in t's own units
+    dual_bound: float  # proven upper bound on t, in t's own units
     point: np.ndarray | None  # input part of the incumbent
     seconds: float
     message: str = ""
+
+
+def _option(h: highspy.Highs, name: str) -> float:
+    """A numeric HiGHS option (highspy returns the value, or (status, value) in some versions)."""
+    v = h.getOptionValue(name)
+    return float(v[-1] if isinstance(v, tuple) else v)
 
 
 def solve_clause_milp(m: ClauseMilp, time_budget: float, warm_start: np.ndarray | None = None, early_stop: bool = True) -> MilpResult:
@@ -248,31 +328,42 @@ def solve_clause_milp(m: ClauseMilp, time_budget: float, warm_start: np.ndarray 
     finally:
         h.cbMipInterrupt.unsubscribe(interrupt)
     seconds = time.perf_counter() - start
+    ts = m.t_scale
     if run_status == highspy.HighsStatus.kError:
         return MilpResult(MilpOutcome.ERROR, -np.inf, np.inf, None, seconds, "HiGHS run() returned kError")
     model_status = h.getModelStatus()
     info = h.getInfo()
     sol = h.getSolution()
     has_point = info.primal_solution_status == 2 and len(sol.col_value) == m.num_cols  # 2 = feasible
-    best = float(info.objective_function_value) if has_point else -np.inf
+    best = float(info.objective_function_value) if has_point else -np.inf  # scaled units
+    # a model solved in presolve leaves mip_dual_bound at 0.0 (valid but useless): "optimal"
+    # below then uses the best point plus HiGHS's gap tolerance instead
     dual = float(info.mip_dual_bound)
-    point = np.asarray(sol.col_value)[m.input_cols] if has_point else None
+    if not np.isfinite(dual) and not np.isnan(dual):
+        dual = np.inf if dual > 0 else dual
+    if np.isnan(dual):
+        dual = np.inf
+    point = m.input_point(sol.col_value) if has_point else None
     msg = h.modelStatusToString(model_status)
     if model_status == highspy.HighsModelStatus.kInfeasible:
-        # the box and bounds admit no point at all: no input reaches the clause
-        return MilpResult(MilpOutcome.UNREACHABLE, -np.inf, -np.inf, None, seconds, msg)
+        # t is unbounded below, so every input of the box gives a feasible point: "infeasible"
+        # is a numerical breakdown (tolerances against the model's values), never a proof
+        return MilpResult(MilpOutcome.UNKNOWN, -np.inf, np.inf, None, seconds, f"HiGHS reports {msg} on a model that has a feasible point for every input: not a proof")
     if has_point and best >= 0.0:
-        return MilpResult(MilpOutcome.REACHABLE, best, dual, point, seconds, msg)
-    if model_status == highspy.HighsModelStatus.kOptimal and best < 0.0:
-        if np.isfinite(dual) and dual >= 0.0:
-            # "optimal" within HiGHS's MIP gap tolerances, but the proven bound still allows t >= 0
-            return MilpResult(MilpOutcome.TIMEOUT, best, dual, point, seconds, f"{msg} with a gap straddling 0 (best {best:.3g}, bound {dual:.3g})")
-        return MilpResult(MilpOutcome.UNREACHABLE, best, min(dual, best) if np.isfinite(dual) else best, point, seconds, msg)
+        return MilpResult(MilpOutcome.REACHABLE, best * ts, dual * ts, point, seconds, msg)
+    if model_status == highspy.HighsModelStatus.kOptimal and has_point:
+        # "optimal" means the best point is within HiGHS's gap tolerances of the true maximum
+        gap = max(_option(h, "mip_abs_gap"), _option(h, "mip_rel_gap") * abs(best))
+        proven = min(dual, best + gap)
+        if proven < -UNSAT_MARGIN:
+            return MilpResult(MilpOutcome.UNREACHABLE, best * ts, proven * ts, point, seconds, msg)
+        return MilpResult(MilpOutcome.TIMEOUT, best * ts, proven * ts, point, seconds,
+                          f"{msg} with a gap straddling 0 (best {best * ts:.3g}, bound {proven * ts:.3g})")
     if np.isfinite(dual) and dual < -UNSAT_MARGIN:
-        return MilpResult(MilpOutcome.UNREACHABLE, best, dual, point, seconds, msg)
+        return MilpResult(MilpOutcome.UNREACHABLE, best * ts, dual * ts, point, seconds, msg)
     if model_status in (highspy.HighsModelStatus.kTimeLimit, highspy.HighsModelStatus.kInterrupt, highspy.HighsModelStatus.kSolutionLimit, highspy.HighsModelStatus.kIterationLimit):
-        return MilpResult(MilpOutcome.TIMEOUT, best, dual, point, seconds, msg)
-    return MilpResult(MilpOutcome.ERROR, best, dual, point, seconds, f"unexpected HiGHS status: {msg}")
+        return MilpResult(MilpOutcome.TIMEOUT, best * ts, dual * ts, point, seconds, msg)
+    return MilpResult(MilpOutcome.ERROR, best * ts, dual * ts, point, seconds, f"unexpected HiGHS status: {msg}")
 
 
 SOLVERS = ("highs", "cbc", "gurobi", "cplex")

@@ -19,6 +19,11 @@ Only chains are representable: adding two expressions from different ReLU layers
 residual connection), multiplying two variable tensors, or any op outside the registry is
 refused with one line that names every offending op and node.
 
+Only the sub-graph that reaches the graph output is imported (dead nodes are dropped), and
+every input-dependent tensor remembers the ReLU layer it lives in: a node that reads a tensor
+from before the last ReLU (a branch or skip) is refused, never composed into a different function.
+MatMul follows numpy/ONNX semantics exactly (1-D operands, broadcast batch axes).
+
 The ``onnx`` package reads the file; ``onnxruntime`` is used only by :func:`onnxruntime_forward`
 to cross-check outputs and confirm counterexamples on the original file.
 """
@@ -124,7 +129,9 @@ def _broadcast_expr(e: Expr, other_shape: tuple[int, ...]) -> Expr:
     shape = tuple(np.broadcast_shapes(e.shape, other_shape))
     if shape == e.shape:
         return e
-    M = np.broadcast_to(e.batched_M(), (e.num_vars, *shape)).reshape(e.num_vars, -1).copy()
+    # left-pad e's own shape with 1s first, so the leading num_vars axis never meets a new axis
+    Mb = e.batched_M().reshape((e.num_vars, *(1,) * (len(shape) - len(e.shape)), *e.shape))
+    M = np.broadcast_to(Mb, (e.num_vars, *shape)).reshape(e.num_vars, -1).copy()
     return Expr(shape, M, np.broadcast_to(e.c, shape).copy(), e.num_vars, e.layer)
 
 
@@ -247,6 +254,50 @@ def _h_relu(node, ins, at, ctx):
     return [Expr(x.shape, None, np.zeros(x.shape), n, ctx.layer)]
 
 
+def _matmul_expr(e: Expr, W: np.ndarray, expr_left: bool) -> Expr:
+    """``e @ W`` (``expr_left``) or ``W @ e`` with numpy/ONNX MatMul semantics: 1-D operands
+    get a 1 prepended (left) or appended (right) that is removed again, and the batch axes
+    (all but the last two) broadcast against each other."""
+    a_shape, w_shape = e.shape, W.shape
+    if len(a_shape) == 0 or len(w_shape) == 0:
+        raise _NodeError("MatMul of a scalar is not defined")
+    zeros = lambda shp: np.broadcast_to(np.zeros(1), shp)  # noqa: E731 - a free zero view, for the reference shape
+    try:
+        out_shape = (np.matmul(zeros(a_shape), zeros(w_shape)) if expr_left else np.matmul(zeros(w_shape), zeros(a_shape))).shape
+    except ValueError as exc:
+        raise _NodeError(f"operands of shapes {a_shape if expr_left else w_shape} and {w_shape if expr_left else a_shape} do not multiply ({exc})") from None
+    nv = e.num_vars
+    Mb = e.batched_M()  # (nv, *a_shape)
+    e1 = len(a_shape) == 1
+    w1 = len(w_shape) == 1
+    if expr_left:
+        A = Mb[:, None, :] if e1 else Mb  # (nv, ..., m, K)
+        W2 = W[:, None] if w1 else W  # (..., K, n)
+        # batch axes of the variable operand padded to at least W's, so nv stays an extra leading axis
+        pad = max(0, (W2.ndim - 2) - (A.ndim - 3))
+        A = A.reshape((nv, *(1,) * pad, *A.shape[1:]))
+        out = np.matmul(A, W2)
+        if w1:
+            out = out[..., 0]
+        if e1:
+            out = out[..., 0, :] if not w1 else out[..., 0]
+        c = np.matmul(e.c, W)
+    else:
+        W2 = W[None, :] if w1 else W  # (..., m, K)
+        B = Mb[..., None] if e1 else Mb  # (nv, ..., K, n)
+        pad = max(0, (W2.ndim - 2) - (B.ndim - 3))
+        B = B.reshape((nv, *(1,) * pad, *B.shape[1:]))
+        out = np.matmul(W2, B)
+        if e1:
+            out = out[..., 0]
+        if w1:
+            out = out[..., 0, :] if not e1 else out[..., 0]
+        c = np.matmul(W, e.c)
+    if tuple(out.shape[1:]) != tuple(out_shape) or tuple(np.shape(c)) != tuple(out_shape):
+        raise _NodeError(f"internal shape mismatch: built {tuple(out.shape[1:])}, MatMul gives {tuple(out_shape)}")
+    return e.with_linear(np.ascontiguousarray(out), np.asarray(c, dtype=np.float64))
+
+
 def _h_matmul(node, ins, at, ctx):
     a, b = ins[0], ins[1]
     if _is_const(a) and _is_const(b):
@@ -254,15 +305,8 @@ def _h_matmul(node, ins, at, ctx):
     if isinstance(a, Expr) and isinstance(b, Expr):
         raise _NodeError("multiplies two tensors that depend on the input (not affine)")
     if isinstance(a, Expr):
-        W = b.astype(np.float64)
-        if len(a.shape) == 1:  # (K,) @ W: each basis row (num_vars, K) @ W
-            return [a.with_linear(a.batched_M() @ W, a.c @ W)]
-        return [_linear_map(a, lambda t: np.matmul(t, W))]
-    W = a.astype(np.float64)  # W @ x
-    e = b
-    if len(e.shape) == 1:
-        return [e.with_linear(e.batched_M() @ W.T, W @ e.c)]
-    return [_linear_map(e, lambda t: np.matmul(W, t))]
+        return [_matmul_expr(a, b.astype(np.float64), expr_left=True)]
+    return [_matmul_expr(b, a.astype(np.float64), expr_left=False)]
 
 
 def _h_gemm(node, ins, at, ctx):
@@ -614,9 +658,25 @@ def network_input_shape(onnx_shape: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(onnx_shape) if onnx_shape else (1,)
 
 
-def _unsupported_nodes(model: Any) -> list[str]:
+def _live_nodes(model: Any) -> list[tuple[int, Any]]:
+    """(index, node) of the nodes that some graph output depends on, in file order.
+
+    Only this sub-graph is imported: a node whose outputs nothing reads (a dead Relu, an
+    unused side branch, anything after the output) must not change the imported function.
+    """
+    needed = {o.name for o in model.graph.output}
+    live = []
+    for i in range(len(model.graph.node) - 1, -1, -1):
+        node = model.graph.node[i]
+        if any(o and o in needed for o in node.output):
+            live.append((i, node))
+            needed.update(n for n in node.input if n)
+    return live[::-1]
+
+
+def _unsupported_nodes(nodes: list[tuple[int, Any]]) -> list[str]:
     out = []
-    for i, node in enumerate(model.graph.node):
+    for i, node in nodes:
         if node.domain not in ("", "ai.onnx"):
             out.append(f"{node.domain}.{node.op_type} (node {node.name or f'#{i}'})")
         elif node.op_type not in OPS:
@@ -624,12 +684,12 @@ def _unsupported_nodes(model: Any) -> list[str]:
     return out
 
 
-def _skip_connections(model: Any, in_name: str) -> list[str]:
+def _skip_connections(nodes: list[tuple[int, Any]], in_name: str) -> list[str]:
     """Nodes that combine input-dependent tensors from different ReLU depths (residual
     connections), found statically before any arithmetic (a ResNet is refused at once)."""
     depth: dict[str, int] = {in_name: 0}  # input-dependent tensors -> number of ReLUs before them
     out = []
-    for i, node in enumerate(model.graph.node):
+    for i, node in nodes:
         if node.op_type == "Shape":
             continue  # a shape is a constant
         ds = {depth[n] for n in node.input if n in depth}
@@ -655,30 +715,40 @@ def load_onnx(path: str | Path) -> Network:
 
     p = Path(path)
     model = _load_model(p)
-    bad = _unsupported_nodes(model)
+    outputs = [o.name for o in model.graph.output]
+    if len(outputs) != 1:
+        raise UserError(f"{p}: the model has {len(outputs)} outputs; exactly one is supported")
+    nodes = _live_nodes(model)
+    bad = _unsupported_nodes(nodes)
     if bad:
         raise UnsupportedLayerError(f"{p}: unsupported ONNX op{'s' if len(bad) > 1 else ''}: {'; '.join(bad)}")
     in_name, in_shape = _graph_input(model, p)
-    skips = _skip_connections(model, in_name)
+    skips = _skip_connections(nodes, in_name)
     if skips:
         raise UnsupportedLayerError(
             f"{p}: {'; '.join(skips)} add{'s' if len(skips) == 1 else ''} tensors from different ReLU layers "
             "(residual/skip connections); only chains of affine maps and ReLUs can be imported"
         )
-    outputs = [o.name for o in model.graph.output]
-    if len(outputs) != 1:
-        raise UserError(f"{p}: the model has {len(outputs)} outputs; exactly one is supported")
 
     env: dict[str, Value] = {t.name: _to_float(numpy_helper.to_array(t)) for t in model.graph.initializer}
     n_in = int(prod(in_shape))
     env[in_name] = Expr(in_shape, None, np.zeros(in_shape), n_in, 0)
     ctx = _Ctx(parts=[])
-    for i, node in enumerate(model.graph.node):  # ONNX requires topological order
+    made_by: dict[str, str] = {}  # tensor -> the node that computed it (for messages)
+    for i, node in nodes:  # ONNX requires topological order
         label = node.name or f"#{i}"
         try:
             ins = [env[n] if n else None for n in node.input]
         except KeyError as exc:
             raise UserError(f"{p}: node {label} ({node.op_type}) reads {exc.args[0]!r}, which nothing computes") from None
+        if node.op_type != "Shape":  # a Shape reads only the (static) shape, never the values
+            for name, v in zip(node.input, ins):
+                if isinstance(v, Expr) and v.layer != ctx.layer:
+                    # the tensor lives before a ReLU that has since closed its layer: composing it
+                    # after that ReLU would import a different function
+                    raise UnsupportedLayerError(
+                        f"{p}: {node.op_type} (node {label}) reads {name!r} (from {made_by.get(name, 'the input')}), which lies before "
+                        f"ReLU layer {ctx.layer} that other live nodes read: a branch or skip connection; only chains of affine maps and ReLUs can be imported")
         try:
             outs = OPS[node.op_type](node, ins, _attrs(node), ctx)
         except _NodeError as exc:
@@ -690,11 +760,14 @@ def load_onnx(path: str | Path) -> Network:
         for name, val in zip(node.output, outs):
             if name:
                 env[name] = val if isinstance(val, Expr) else np.asarray(val)  # numpy scalars -> 0-d arrays
+                made_by[name] = f"{node.op_type} node {label}"
     out = env.get(outputs[0])
     if out is None:
         raise UserError(f"{p}: nothing computes the output {outputs[0]!r}")
     if not isinstance(out, Expr):
         raise UnsupportedLayerError(f"{p}: the output {outputs[0]!r} does not depend on the input")
+    if out.layer != ctx.layer:
+        raise UnsupportedLayerError(f"{p}: the output {outputs[0]!r} lies before ReLU layer {ctx.layer}: a branch; only chains can be imported")
     ctx.parts.append(Affine(np.ascontiguousarray(out.dense_M().T), out.c.reshape(-1)))
     return chain(network_input_shape(in_shape), ctx.parts, source=str(p))
 

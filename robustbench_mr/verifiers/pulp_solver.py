@@ -11,7 +11,8 @@ Statuses: PuLP reports ``LpStatus`` "Optimal" after a time limit with an incumbe
 together with ``prob.status`` and, for CBC, the status line CBC itself wrote:
 
 * unreachable only on a proven infeasibility (``t >= -UNSAT_MARGIN`` is imposed as a column
-  bound, so infeasible means max t < -UNSAT_MARGIN) or an optimal solution with t < 0;
+  bound, so infeasible means max t < -UNSAT_MARGIN); the model is scaled (``milp`` module doc),
+  so that margin is relative to t's range and above CBC's tolerances;
 * reachable only on a solution (optimal or integer feasible) with t >= 0 (confirmed by a
   forward pass afterwards, as for HiGHS);
 * anything else is a timeout; the objective and values are never read without a solution.
@@ -216,8 +217,8 @@ def _classify(status: int, sol_status: int, raw: str, t_value: float | None) -> 
         return MilpOutcome.UNREACHABLE, msg
     if has_solution and t_value is not None and t_value >= 0.0:
         return MilpOutcome.REACHABLE, msg
-    if proven_optimal and t_value is not None and t_value < 0.0:
-        return MilpOutcome.UNREACHABLE, msg
+    if proven_optimal and t_value is not None and t_value < -UNSAT_MARGIN:
+        return MilpOutcome.UNREACHABLE, msg  # an optimal t in [-UNSAT_MARGIN, 0) is within the tolerances of 0: no proof
     if status == pulp.LpStatusUnbounded or sol_status == pulp.LpSolutionUnbounded:
         return MilpOutcome.ERROR, "unexpected: " + msg
     return MilpOutcome.TIMEOUT, msg
@@ -253,10 +254,11 @@ def solve_clause_pulp(m: MilpModel, solver: str, time_budget: float, warm_start:
     seconds = time.perf_counter() - start
     point = None
     if outcome is MilpOutcome.REACHABLE:
-        point = np.array([pm.variables[j].varValue or 0.0 for j in m.input_cols], dtype=np.float64)
-    best = t_value if t_value is not None else -np.inf
+        point = m.input_point(np.array([v.varValue or 0.0 for v in pm.variables], dtype=np.float64))
+    best = t_value if t_value is not None else -np.inf  # scaled units (milp module doc)
     if outcome is MilpOutcome.UNREACHABLE:
-        dual = best if t_value is not None else -UNSAT_MARGIN  # optimal value, or infeasible with t >= -UNSAT_MARGIN
+        dual = -UNSAT_MARGIN  # optimal with t < -UNSAT_MARGIN, or infeasible with t >= -UNSAT_MARGIN imposed
     else:
         dual = np.inf  # PuLP reports no dual bound
-    return MilpResult(outcome, best, dual, point, seconds, f"{solver}: {msg}")
+    ts = m.t_scale
+    return MilpResult(outcome, best * ts, dual * ts, point, seconds, f"{solver}: {msg}")

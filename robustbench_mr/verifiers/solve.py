@@ -191,6 +191,9 @@ def check_property(network: Network, prop: Property, timeout: float, bounds: str
         if r.outcome is MilpOutcome.UNREACHABLE:
             worst_dual = max(worst_dual, r.dual_bound)
             continue
+        if r.outcome is MilpOutcome.UNKNOWN:
+            unknown = r.message  # no proof for this clause; another clause may still be reachable
+            continue
         if r.outcome is MilpOutcome.TIMEOUT:
             return PropertyResult(PropertyStatus.TIMEOUT, None, None, elapsed(), f"MILP stopped after {r.seconds:.1f}s (best t {r.best_t:.3g}, bound {r.dual_bound:.3g})", unstable, binaries, bounds, solves, r.dual_bound)
         return PropertyResult(PropertyStatus.ERROR, None, None, elapsed(), r.message, unstable, binaries, bounds, solves)

@@ -19,9 +19,13 @@ from robustbench_mr.verifiers.solve import PropertyStatus, check_property
 
 
 def _tiny_net(scale: float) -> Network:
-    """x in [0, 1] -> h = relu(x - 0.5), relu(0.5 - x) (both unstable) -> y = (0, scale * h0)."""
+    """x in [0, 1] -> h = relu(x - 0.5), relu(0.5 - x) (both unstable) -> y = (0, scale * h0 - h1).
+
+    The tiny weight sits in one row beside a weight of 1, so it stays tiny after the MILP's
+    row and column scaling (which makes a weight that is small on its own harmless) and is
+    folded into the row bounds."""
     return Network((1,), (Affine(np.array([[1.0], [-1.0]]), np.array([-0.5, 0.5])), ReLU(),
-                          Affine(np.array([[0.0, 0.0], [scale, 0.0]]), np.zeros(2))))
+                          Affine(np.array([[0.0, 0.0], [scale, -1.0]]), np.zeros(2))))
 
 
 def test_drop_tiny_coefficients_is_a_relaxation() -> None:

@@ -1,0 +1,140 @@
+"""Soundness fuzz: the generators of the standing suite (tests/verifiers/soundness_cases.py) over
+many seeds, every bound method and both solvers, and the metamorphic changes that must never
+flip a verdict. Ground truth by linear-region enumeration (scipy linprog, no verifier code).
+
+Prints, per generator: runs, answers equal to the truth, wrong answers (the opposite of the
+truth: must be 0), unknown, timeout, error. Exit status 1 if any answer is wrong.
+
+    .venv/bin/python bench/soundness.py                    # 40 seeds per family
+    .venv/bin/python bench/soundness.py --seeds 200 --jobs 2 --timeout 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from robustbench_mr.verifiers.bounds import BOUND_METHODS  # noqa: E402
+from tests.verifiers.soundness_cases import (  # noqa: E402
+    ONNX_EXTRAS, Case, abs_case, permute, random_case, rescale, split_neuron, write_onnx, write_vnnlib,
+)
+
+SCALES = (1e6, 1e-6, 1e-9, 1e-12)
+FAMILIES = {  # name: (inputs, free inputs)
+    "mlp-20in": (20, 20),
+    "mlp-20in-4free": (20, 4),
+    "mlp-3in": (3, 3),
+}
+
+
+def _settings(solvers: list[str]) -> list[tuple[str, str]]:
+    return [(b, s) for b in BOUND_METHODS for s in solvers]
+
+
+def run_case(case: Case, generator: str, variant, settings: list[tuple[str, str]], timeout: float, folder: str) -> list[tuple[str, str, str, str]]:
+    """(generator, setting, status, expected) for each setting on one variant (a Network or an
+    ONNX extra name)."""
+    from robustbench_mr.verifiers.solve import check_property
+
+    out = []
+    if isinstance(variant, str):  # an ONNX file with extra nodes, decided through VNN-LIB
+        from robustbench_mr.verifiers.vnnlib import check_instance
+
+        d = Path(folder)
+        onnx_path = write_onnx(case.net, d / f"{case.name}-{variant}.onnx", extras=(variant,))
+        vnnlib = write_vnnlib(case.prop, case.net.num_outputs, d / f"{case.name}.vnnlib")
+        for bounds, solver in settings:
+            r = check_instance(onnx_path, vnnlib, timeout=timeout, falsify_samples=0, bounds=bounds, solver=solver)
+            out.append((generator, f"{bounds}/{solver}", r.status.value, case.expected))
+        return out
+    for bounds, solver in settings:
+        try:
+            r = check_property(variant, case.prop, timeout=timeout, samples=0, bounds=bounds, solver=solver)
+            status = r.status.value
+            if status == "sat" and not case.prop.is_violated_by(variant.forward(r.counterexample)):
+                status = "wrong-counterexample"
+        except Exception as exc:  # noqa: BLE001 - counted, never hidden
+            status = f"error:{type(exc).__name__}"
+        out.append((generator, f"{bounds}/{solver}", status, case.expected))
+    return out
+
+
+def jobs_for(seed: int, family: str, solvers: list[str], folder: str) -> list[tuple]:
+    inputs, free = FAMILIES[family]
+    case = random_case(seed, inputs=inputs, free=free)
+    if case.expected is None:
+        return []
+    rng = np.random.default_rng(1000 + seed)
+    full, light = _settings(solvers), [("lp", "highs"), ("interval", solvers[-1])]
+    work: list[tuple] = [(case, f"{family}", case.net, full)]
+    hidden = len(case.net.affines) - 1
+    for s in SCALES:
+        k = int(rng.integers(hidden))
+        work.append((case, f"{family} rescaled {s:g}", rescale(case.net, k, s), full))
+    k = int(rng.integers(hidden))
+    width = case.net.affines[k].out_features
+    work.append((case, f"{family} permuted", permute(case.net, k, rng.permutation(width)), light))
+    work.append((case, f"{family} neuron split", split_neuron(case.net, k, int(rng.integers(width))), light))
+    for extra in ONNX_EXTRAS:
+        work.append((case, f"{family} onnx {extra}", extra, [("lp", "highs")]))
+    return work
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seeds", type=int, default=40, help="seeds per family (default 40)")
+    ap.add_argument("--timeout", type=float, default=10.0, help="seconds per verifier run")
+    ap.add_argument("--jobs", type=int, default=1)
+    ap.add_argument("--no-cbc", action="store_true", help="HiGHS only")
+    args = ap.parse_args()
+    from joblib import Parallel, delayed
+
+    from robustbench_mr.verifiers.pulp_solver import _available_class
+
+    solvers = ["highs"] + ([] if args.no_cbc or _available_class("cbc") is None else ["cbc"])
+    start = time.perf_counter()
+    folder = tempfile.mkdtemp(prefix="soundness-")
+    work = Parallel(n_jobs=args.jobs)(delayed(jobs_for)(seed, fam, solvers, folder) for fam in FAMILIES for seed in range(args.seeds))
+    work = [w for ws in work for w in ws]
+    for s in (1.0, *SCALES):  # the issue's minimal |x0| case at every scale
+        work.append((abs_case(s), "abs(x0) via 1/s relu(s x0)", abs_case(s).net, _settings(solvers)))
+    rows = Parallel(n_jobs=args.jobs)(delayed(run_case)(c, g, v, st, args.timeout, folder) for c, g, v, st in work)
+    table: dict[str, Counter] = defaultdict(Counter)
+    wrong = []
+    for gen, setting, status, expected in (r for rs in rows for r in rs):
+        t = table[gen]
+        t["runs"] += 1
+        if status == expected:
+            t["correct"] += 1
+        elif status in ("sat", "unsat") or status == "wrong-counterexample":
+            t["wrong"] += 1
+            wrong.append((gen, setting, status, expected))
+        elif status.startswith("error"):
+            t["error"] += 1
+        else:
+            t[status] += 1
+    print(f"# soundness fuzz: {args.seeds} seeds per family, timeout {args.timeout:g} s, solvers {'+'.join(solvers)}, "
+          f"bounds {'/'.join(BOUND_METHODS)}, wall {time.perf_counter() - start:.0f} s")
+    print("| generator | runs | correct | wrong | unknown | timeout | error |")
+    print("|---|---|---|---|---|---|---|")
+    for gen in sorted(table):
+        t = table[gen]
+        print(f"| {gen} | {t['runs']} | {t['correct']} | {t['wrong']} | {t['unknown']} | {t['timeout']} | {t['error']} |")
+    total = sum((table[g] for g in table), Counter())
+    print(f"| **all** | {total['runs']} | {total['correct']} | {total['wrong']} | {total['unknown']} | {total['timeout']} | {total['error']} |")
+    for w in wrong:
+        print("WRONG:", *w)
+    return 1 if wrong else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
