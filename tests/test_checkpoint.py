@@ -119,3 +119,202 @@ def test_cli_info_prints_metadata(tmp_path):
     res = _mr_eval("info", str(path), cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     assert '"arch": "small"' in res.stdout and file_sha256(path) in res.stdout
+
+
+# --- strict validation: every problem is one CheckpointError line, raised before a model is built
+
+
+@pytest.fixture
+def no_model_built(monkeypatch):
+    """Fail the test if load_checkpoint gets as far as building the architecture."""
+    import robustbench_mr.checkpoint as ckpt
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("build_model was called: validation must come first")
+
+    monkeypatch.setattr(ckpt, "build_model", refuse)
+
+
+def _edit(path: Path, fn) -> Path:
+    payload = torch.load(path, weights_only=True)
+    fn(payload)
+    torch.save(payload, path)
+    return path
+
+
+def _refused(path: Path, *fragments: str) -> str:
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(path)
+    msg = str(err.value)
+    assert "\n" not in msg and str(path) in msg
+    for fragment in fragments:
+        assert fragment in msg, msg
+    return msg
+
+
+def test_nan_weight_is_refused_naming_the_tensor(tmp_path, no_model_built):
+    path, _ = _small_digits(tmp_path)
+
+    def poison(payload):
+        payload["state_dict"]["1.weight"][0, 0, 0, 0] = float("nan")
+
+    _edit(path, poison)
+    _refused(path, "tensor '1.weight' has 1 NaN value(s)", "corrupt or training diverged", "earlier checkpoint")
+
+
+def test_inf_in_several_tensors_names_the_first_and_counts_the_rest(tmp_path, no_model_built):
+    path, _ = _small_digits(tmp_path)
+
+    def poison(payload):
+        payload["state_dict"]["1.bias"][:2] = float("inf")
+        payload["state_dict"]["3.bias"][0] = float("-inf")
+
+    _edit(path, poison)
+    _refused(path, "tensor '1.bias' has 2 Inf value(s) (1 more tensor too)")
+
+
+def test_batchnorm_running_stats_count_too(tmp_path, no_model_built):
+    meta = metadata_for("large", "cifar10")
+    model = build_model("large", **model_kwargs(meta))  # imported from models: not the patched one
+    path = save_checkpoint(tmp_path / "large.pt", model, meta)
+    key = "bn.running_var"
+    assert key in model.state_dict()
+
+    def poison(payload):
+        payload["state_dict"][key][5] = float("nan")
+        payload["state_dict"][key][6] = float("inf")
+
+    _edit(path, poison)
+    _refused(path, f"tensor '{key}' has 1 NaN and 1 Inf value(s)")
+
+
+@pytest.mark.parametrize(
+    "field, value, fragments",
+    [
+        ("num_classes", -5, ["metadata field 'num_classes' is -5", "expected an integer in 2.."]),
+        ("num_classes", True, ["'num_classes' is True (a bool)"]),
+        ("num_classes", "10", ["'num_classes' is '10' (a str)"]),
+        ("input_shape", "1,8,8", ["'input_shape' is '1,8,8' (a str)", "a list of 3 integers"]),
+        ("input_shape", [1, -8, 8], ["'input_shape' is [1, -8, 8]", "a list of 3 integers in 1.."]),
+        ("input_shape", [1, 8.0, 8], ["'input_shape' is [1, 8.0, 8]"]),
+        ("dataset", "imagenet", ["'dataset' is 'imagenet'", "one of digits, mnist, cifar10"]),
+        ("mean", [0.0, 0.0], ["'mean' is [0.0, 0.0]", "a list of 1 finite numbers"]),
+        ("mean", [float("nan")], ["'mean' is [nan]"]),
+        ("std", [0.0], ["'std' is [0.0]", "positive"]),
+        ("std", [-1.0], ["'std' is [-1.0]", "positive"]),
+        ("arch", 3, ["'arch' is 3", "an architecture name"]),
+        ("arch_kwargs", {"hidden": "20"}, ["'arch_kwargs.hidden' is '20' (a str)", "an integer in 1.."]),
+        ("arch_kwargs", {"hidden": -3}, ["'arch_kwargs.hidden' is -3"]),
+        ("arch_kwargs", {"depth": 3}, ["'arch_kwargs.depth' is 3", "only arguments 'small' accepts: hidden"]),
+        ("arch_kwargs", {"num_classes": 3}, ["'arch_kwargs.num_classes'", "top-level field"]),
+        ("arch_kwargs", [20], ["'arch_kwargs' is [20] (a list)", "a dict"]),
+        ("epoch", -1, ["'epoch' is -1"]),
+        ("metrics", "good", ["'metrics' is 'good' (a str)"]),
+    ],
+)
+def test_bad_metadata_is_one_line_naming_field_value_and_expectation(tmp_path, no_model_built, field, value, fragments):
+    path, _ = _small_digits(tmp_path)
+    _edit(path, lambda payload: payload["metadata"].__setitem__(field, value))
+    msg = _refused(path, *fragments)
+    assert "expected" in msg or "unknown" in msg
+
+
+def test_mlp_hidden_must_be_a_list_of_positive_ints(tmp_path, no_model_built):
+    meta = metadata_for("mlp", "digits", {"hidden": [8]})
+    path = save_checkpoint(tmp_path / "mlp.pt", build_model("mlp", **model_kwargs(meta)), meta)
+    _edit(path, lambda payload: payload["metadata"]["arch_kwargs"].__setitem__("hidden", [8, "x"]))
+    _refused(path, "'arch_kwargs.hidden' is [8, 'x'] (a list)", "layer widths")
+
+
+def test_save_checkpoint_validates_metadata_and_writes_nothing(tmp_path):
+    from dataclasses import replace
+
+    path, model = _small_digits(tmp_path)
+    path.unlink()
+    meta = replace(metadata_for("small", "digits", {"hidden": 20}), num_classes=-5)
+    with pytest.raises(CheckpointError, match="metadata field 'num_classes' is -5.*save_checkpoint"):
+        save_checkpoint(tmp_path / "bad.pt", model, meta)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_save_checkpoint_checks_the_file_loads_back(tmp_path, monkeypatch):
+    import robustbench_mr.checkpoint as ckpt
+
+    path, model = _small_digits(tmp_path)
+    good = path.read_bytes()
+    real_save = torch.save
+
+    def save_then_truncate(obj, f, *args, **kwargs):  # a full or failing disk
+        real_save(obj, f, *args, **kwargs)
+        data = Path(f).read_bytes()
+        Path(f).write_bytes(data[: len(data) // 3])
+
+    monkeypatch.setattr(ckpt.torch, "save", save_then_truncate)
+    meta = metadata_for("small", "digits", {"hidden": 20})
+    with pytest.raises(CheckpointError, match="just written does not load back.*nothing was replaced"):
+        ckpt.save_checkpoint(path, model, meta)
+    assert path.read_bytes() == good  # the old checkpoint is untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.pt"]  # and no temporary file is left
+
+
+# --- wording: what the file is, and "execute code" only for a refused global
+
+
+def test_empty_file_says_it_is_empty(tmp_path):
+    p = tmp_path / "empty.pt"
+    p.write_bytes(b"")
+    msg = _refused(p, "the file is empty (0 bytes)")
+    assert "code" not in msg
+
+
+def test_random_bytes_are_not_called_code(tmp_path):
+    p = tmp_path / "random.pt"
+    p.write_bytes(bytes(range(256)) * 8)  # starts 00 01 02 ...: neither zip nor pickle
+    msg = _refused(p, "neither a torch zip archive nor a pickle", "not a checkpoint written by robustbench_mr")
+    assert "code" not in msg
+
+
+def test_random_bytes_after_a_pickle_header_are_not_called_code(tmp_path):
+    p = tmp_path / "random.pt"
+    p.write_bytes(b"\x80\x02" + bytes(range(35, 256)) * 4)
+    msg = _refused(p, "a pickle that is not a checkpoint written by robustbench_mr", "nothing was run")
+    assert "execute code" not in msg
+
+
+def test_truncated_zip_says_truncated_zip(tmp_path):
+    path, _ = _small_digits(tmp_path)
+    path.write_bytes(path.read_bytes()[:700])
+    msg = _refused(path, "truncated or corrupt zip archive")
+    assert "code" not in msg
+
+
+@pytest.mark.parametrize("protocol", [2, 4])
+def test_plain_pickle_with_malicious_reduce_runs_nothing(tmp_path, monkeypatch, protocol):
+    import pickle
+
+    monkeypatch.chdir(tmp_path)
+    p = tmp_path / "evil.pt"
+    with open(p, "wb") as fh:
+        pickle.dump({"format": FORMAT, "x": _RunsCode()}, fh, protocol=protocol)
+    msg = _refused(p, "refused" if protocol == 2 else "not a checkpoint written by robustbench_mr")
+    # protocol 2: torch's weights-only unpickler meets the global and blocks it; protocol 4: it
+    # stops at the FRAME opcode before any global, so we do not claim what it would have run
+    assert ("tries to execute code" in msg and "system" in msg) == (protocol == 2)
+    assert not (tmp_path / "PWNED_BY_CHECKPOINT").exists()
+
+
+def test_torch_saved_malicious_reduce_names_the_refused_global(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    p = tmp_path / "evil.pt"
+    torch.save({"format": FORMAT, "metadata": {}, "state_dict": {}, "x": _RunsCode()}, p)
+    _refused(p, "refused to load: it tries to execute code", f"imports {os.system.__module__}.system")
+    assert not (tmp_path / "PWNED_BY_CHECKPOINT").exists()
+
+
+def test_cli_nan_checkpoint_is_one_line_exit_1(tmp_path):
+    path, _ = _small_digits(tmp_path)
+    _edit(path, lambda payload: payload["state_dict"]["1.weight"].view(-1)[0].fill_(float("nan")))
+    res = _mr_eval("info", str(path), cwd=tmp_path)
+    assert res.returncode == 1
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "tensor '1.weight' has 1 NaN value(s)" in lines[0], res.stderr

@@ -4,7 +4,10 @@ Every stored ``broken`` is re-checked here, independently of the attack: the poi
 projected into its ball and [0,1] (L-inf / L2) or its exact transport cost is computed by an
 LP and shrunk into the ball if needed (Wasserstein), and then the model is re-run with a plain
 forward pass. Misclassified clean inputs are stored as ``misclassified`` and not attacked.
-Rows are written as each batch finishes; a rerun skips inputs already decided (resume).
+Rows are written as each batch finishes; a rerun skips inputs already decided (resume), but
+only those decided on the same input (``input_sha``: pixels and label) with the same attack
+settings (``config_sha``: the options outside the row key that change a ``robust`` verdict,
+``attack_config``); any other stored row is recomputed and replaced.
 """
 
 from __future__ import annotations
@@ -143,6 +146,19 @@ def build_attack(job: AttackJob, options: AttackOptions, batch_size: int) -> Att
     raise UserError(f"unknown attack {job.method!r}")
 
 
+def attack_config(job: AttackJob, options: AttackOptions) -> dict[str, object]:
+    """The settings that can change a job's verdicts and are not in the row key (the key holds
+    the attack, norm and eps): the seed and the attack's strength. Digested into ``config_sha``."""
+    config: dict[str, object] = {"seed": options.seed}
+    if job.method == "pgd":
+        config.update(steps=options.pgd_steps, restarts=options.pgd_restarts, step_size=options.pgd_step_size)
+    elif job.method.startswith("autoattack"):
+        config.update(reduced_cost=dict(sorted(options.autoattack_reduced_cost.items())))
+    elif job.method == "wasserstein":
+        config.update(iterations=options.wasserstein_iterations, sinkhorn_iters=options.wasserstein_sinkhorn_iters)
+    return config
+
+
 def _solver_version(method: str) -> str:
     if method.startswith("autoattack"):
         from importlib.metadata import version
@@ -201,7 +217,7 @@ def attack(options: AttackOptions) -> AttackSummary:
     from tqdm import tqdm
 
     from robustbench_mr import load_checkpoint, load_dataset
-    from robustbench_mr.results_db import ResultRow, ResultsDB
+    from robustbench_mr.results_db import ResultRow, ResultsDB, input_digest, options_digest
 
     jobs = plan_jobs(options)
     if options.batch_size <= 0:
@@ -219,13 +235,17 @@ def attack(options: AttackOptions) -> AttackSummary:
         raise UserError(f"--start {options.start} is outside the {len(y_all)} {options.split} inputs")
     stop = len(y_all) if options.n is None else min(len(y_all), options.start + options.n)
     wanted = list(range(options.start, stop))
+    # what each row is computed from: a stored verdict is reused only for the very same input
+    digests = {i: input_digest(x_all[i], int(y_all[i])) for i in wanted}
     show = sys.stderr.isatty() if options.progress is None else options.progress
     summaries = []
     with ResultsDB(options.db) as db:
+        db.require_writable()  # a read-only --db stops here, before any work
         for job in jobs:
             key = dict(kind="attack", ckpt_sha=meta.sha256, dataset=dataset, split=options.split, norm=job.norm.value, eps=job.eps, method=job.method)
-            done = db.decided_indices([s.value for s in AttackStatus], **key)
-            todo = [i for i in wanted if i not in done]
+            config_sha = options_digest(attack_config(job, options))
+            kept, _stale = db.reusable_rows([s.value for s in AttackStatus], digests, config_sha, **key)
+            todo = [i for i in wanted if i not in kept]
             atk = build_attack(job, options, options.batch_size)
             t_job = time.perf_counter()
             bar = tqdm(total=len(todo), desc=f"{job.method} {job.norm.value} {job.eps:g}", disable=not show, file=sys.stderr)
@@ -254,6 +274,7 @@ def attack(options: AttackOptions) -> AttackSummary:
                         prediction=int(clean_pred[k]), seconds=per_input, seed=options.seed, solver=repr(atk),
                         solver_version=_solver_version(job.method),
                         details={"adv_prediction": int(adv_pred[k]), "distance": float(dist[k]), "batch_size": len(idx)},
+                        input_sha=digests[i], config_sha=config_sha,
                     )
                     for k, i in enumerate(idx)
                 ]
@@ -267,10 +288,10 @@ def attack(options: AttackOptions) -> AttackSummary:
                     job.method, job.norm.value, job.eps, len(stored),
                     clean=sum(r.label == r.prediction for r in stored), robust=count[AttackStatus.ROBUST],
                     broken=count[AttackStatus.BROKEN], misclassified=count[AttackStatus.MISCLASSIFIED],
-                    resumed=len(done & set(wanted)), seconds=time.perf_counter() - t_job,
+                    resumed=len(kept), seconds=time.perf_counter() - t_job,
                 )
             )
     return AttackSummary(str(options.checkpoint), meta.sha256, dataset, options.split, tuple(summaries))
 
 
-__all__ = ["AttackOptions", "AttackStatus", "AttackSummary", "JobSummary", "attack", "plan_jobs", "validate_points"]
+__all__ = ["AttackOptions", "AttackStatus", "AttackSummary", "JobSummary", "attack", "attack_config", "plan_jobs", "validate_points"]

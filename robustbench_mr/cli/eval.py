@@ -16,6 +16,10 @@ COMMANDS = [info, verify_cmd, attack_cmd, report_cmd, vnnlib_cmd, vnncomp_cmd, e
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if argv is None:  # run as the mr-eval program: time limits count from the process's start
+        from robustbench_mr.deadline import mark_program_start
+
+        mark_program_start()
     parser = build_parser("mr-eval", "Evaluate robustness: exact verification, attacks, reports.", COMMANDS)
     return run_main("mr-eval", parser, argv)
 

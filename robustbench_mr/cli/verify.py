@@ -6,11 +6,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from robustbench_mr.cli.common import add_solver_options, eps_arg, nonneg_int, positive_float, positive_int
+from robustbench_mr.cli.common import add_solver_options, eps_arg, nonneg_int, positive_float, positive_int, scheduler_arg
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from robustbench_mr.verifiers.runner import BACKENDS, default_jobs
+    from robustbench_mr.verifiers.choices import BACKENDS, default_jobs
 
     p = sub.add_parser("verify", help="exact robustness verification (MILP)", description=__doc__)
     p.add_argument("checkpoint", help="a .pt file written by mr-train")
@@ -24,7 +24,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--timeout", type=positive_float, default=120.0, help="seconds per input (default 120)")
     add_solver_options(p)
     p.add_argument("--backend", choices=BACKENDS, default="loky", help="joblib backend: loky (this machine) or dask (a cluster)")
-    p.add_argument("--scheduler", default=None, help="Dask scheduler address tcp://HOST:PORT (with --backend dask)")
+    p.add_argument("--scheduler", type=scheduler_arg, default=None, help="Dask scheduler address tcp://HOST:PORT (with --backend dask)")
     p.add_argument("--db", default="runs/results.sqlite", help="SQLite results database (default runs/results.sqlite)")
     p.add_argument("--seed", type=nonneg_int, default=0)
     p.set_defaults(handler=run)

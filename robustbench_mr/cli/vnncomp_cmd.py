@@ -153,6 +153,19 @@ def find_instances(bench_dir: str | Path, benchmarks: tuple[str, ...] = ()) -> l
     return out
 
 
+def result_file_name(inst: Instance) -> str:
+    """A file name unique per instance and safe inside the output folder: the readable stems
+    plus a hash of the benchmark and both relative paths (two instances whose stems match, e.g.
+    the same property file name in two folders, get different files); no path separators."""
+    import hashlib
+    import re
+
+    key = "\0".join((inst.benchmark, inst.onnx, inst.vnnlib)).encode()
+    digest = hashlib.sha256(key).hexdigest()[:10]
+    stem = f"{inst.benchmark}__{Path(inst.onnx).stem}__{Path(inst.vnnlib).stem}"
+    return re.sub(r"[^A-Za-z0-9._-]", "_", stem)[:150] + f"__{digest}.txt"
+
+
 def _solve(inst: Instance, timeout: float, out_dir: str | None) -> tuple[Instance, dict[str, Any]]:
     """Worker: decide one instance; returns plain data (crosses process boundaries)."""
     import time
@@ -160,16 +173,21 @@ def _solve(inst: Instance, timeout: float, out_dir: str | None) -> tuple[Instanc
     import torch
 
     torch.set_num_threads(1)  # parallelism is over instances
+    from robustbench_mr.deadline import Deadline
     from robustbench_mr.verifiers.export import write_result
+    from robustbench_mr.verifiers.instance_limit import instance_in_child
     from robustbench_mr.verifiers.vnnlib import check_instance
 
     start = time.perf_counter()
+    deadline = Deadline(timeout, start=start)
     try:
-        r = check_instance(inst.onnx_path, inst.vnnlib_path, timeout)
+        r = instance_in_child(check_instance, inst.onnx_path, inst.vnnlib_path, deadline)
         status, seconds, message = r.status.value, r.seconds, r.message
         if out_dir:
-            name = f"{inst.benchmark}__{Path(inst.onnx).stem}__{Path(inst.vnnlib).stem}.txt"
-            write_result(Path(out_dir) / name, status if status != "error" else "unknown", r.counterexample, r.output)
+            try:
+                write_result(Path(out_dir) / result_file_name(inst), status if status != "error" else "unknown", r.counterexample, r.output)
+            except OSError as exc:  # the verdict stands (it goes to the database); say why the file is missing
+                message = f"{message}; result file not written: {exc}".lstrip("; ")
     except UserError as exc:
         status, seconds, message = "error", time.perf_counter() - start, str(exc)
     except Exception as exc:  # noqa: BLE001 - one instance's failure must not stop the benchmark
@@ -194,6 +212,15 @@ def run_vnncomp(options: VnncompOptions) -> list[Outcome]:
                 kept.append(inst)
                 per[inst.benchmark] = per.get(inst.benchmark, 0) + 1
         instances = kept
+    if options.out_dir is not None:
+        import os
+
+        try:
+            Path(options.out_dir).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"--out-dir {options.out_dir}: cannot create the folder ({exc.strerror or exc})") from None
+        if not os.access(options.out_dir, os.W_OK | os.X_OK):
+            raise UserError(f"--out-dir {options.out_dir}: the folder is not writable; choose another one")
     missing = [str(i.onnx_path) for i in instances if not i.onnx_path.is_file()] + [str(i.vnnlib_path) for i in instances if not i.vnnlib_path.is_file()]
     if missing:
         raise UserError(f"{len(missing)} instance file(s) missing, e.g. {missing[0]}")

@@ -13,6 +13,7 @@ import os
 import sys
 
 from robustbench_mr.cli.common import add_solver_options, positive_float
+from robustbench_mr.errors import UserError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -27,8 +28,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from robustbench_mr.verifiers.export import write_result
+    from robustbench_mr.deadline import Deadline, program_start
+    from robustbench_mr.verifiers.export import check_output_path, write_result
+    from robustbench_mr.verifiers.instance_limit import instance_in_child
     from robustbench_mr.verifiers.vnnlib import check_instance
+
+    # the limit counts from this process's start: interpreter, imports, parsing, loading all count
+    deadline = Deadline(args.timeout, start=program_start())
+    if args.out:
+        check_output_path(args.out)  # before solving: a bad --out must not cost the solve
 
     # stdout carries exactly the answer: native libraries (HiGHS prints a banner when a solver
     # is created) write to file descriptor 1, so point it at stderr while solving
@@ -36,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     saved_stdout = os.dup(1)
     os.dup2(2, 1)
     try:
-        result = check_instance(args.onnx, args.vnnlib, args.timeout, bounds=args.bounds, solver=args.solver)
+        result = instance_in_child(check_instance, args.onnx, args.vnnlib, deadline, bounds=args.bounds, solver=args.solver)
     finally:
         sys.stdout.flush()
         os.dup2(saved_stdout, 1)
@@ -45,7 +53,10 @@ def run(args: argparse.Namespace) -> int:
     shown = result.status.value if result.status.value != "error" else "unknown"
     if result.message:
         print(f"mr-eval vnnlib: {result.status.value} after {result.seconds:.2f}s: {result.message}", file=sys.stderr)
+    print(shown, flush=True)  # the verdict first: it is printed even if writing the file fails
     if args.out:
-        write_result(args.out, shown, result.counterexample, result.output)
-    print(shown)
+        try:
+            write_result(args.out, shown, result.counterexample, result.output)
+        except OSError as exc:
+            raise UserError(f"--out {args.out}: could not write the result file ({exc.strerror or exc}); the answer was {shown}") from None
     return 0

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from robustbench_mr.verifiers.bounds import Bounds, _check_box, _relu_relaxation, _unit_rows, _widen, backsubstitute, crown_bounds, magnitudes, spec_lower_bounds, spec_magnitude
+from robustbench_mr.verifiers.bounds import Bounds, _check_box, _relu_relaxation, _unit_rows, _widen, backsubstitute, crown_bounds, spec_lower_bounds
 from robustbench_mr.verifiers.network import Network
 
 ALPHA_ITERATIONS = 30
@@ -146,15 +146,16 @@ def _optimized_slopes(network: Network, k: int, S: np.ndarray, relax: list[tuple
 
 
 def _sound_upper(network: Network, k: int, S: np.ndarray, relax: list[tuple[np.ndarray, np.ndarray, np.ndarray]], slopes: list[np.ndarray],
-                 lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+                 lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Upper bounds of ``S @ z_k`` by the float64 numpy back-substitution with the given lower
-    slopes (each entry in [0, 1] on unstable neurons, CROWN's elsewhere); not yet widened."""
+    slopes (each entry in [0, 1] on unstable neurons, CROWN's elsewhere), not yet widened, and
+    their magnitudes (``backsubstitute``)."""
     for s, (base, up_slope, _) in zip(slopes, relax):
         unstable = _unstable(up_slope)
         if not (np.all((s >= 0.0) & (s <= 1.0)) and np.all(s[:, ~unstable] == base[~unstable])):
             raise AssertionError("alpha slopes outside [0, 1] or changed on a stable neuron")
     ar = [(s, up_slope, up_icpt) for s, (_, up_slope, up_icpt) in zip(slopes, relax)]
-    return backsubstitute(network, k, S, np.zeros(S.shape[0]), ar, lo, hi)
+    return backsubstitute(network, k, S, np.zeros(S.shape[0]), ar, lo, hi, magnitude=True)
 
 
 def alpha_bounds(network: Network, lower: np.ndarray, upper: np.ndarray, time_budget: float | None = None, base: Bounds | None = None,
@@ -167,7 +168,6 @@ def alpha_bounds(network: Network, lower: np.ndarray, upper: np.ndarray, time_bu
     lo, hi = _check_box(network, lower, upper)
     cb = base if base is not None else crown_bounds(network, lo, hi)
     affines = network.affines
-    mags = magnitudes(network, lo, hi)
     los, his = [cb.lower[0].copy()], [cb.upper[0].copy()]
     for k in range(1, len(affines)):
         l, u = cb.lower[k].copy(), cb.upper[k].copy()
@@ -177,8 +177,9 @@ def alpha_bounds(network: Network, lower: np.ndarray, upper: np.ndarray, time_bu
             eye = _unit_rows(l.size, rows)
             S = np.vstack([eye, -eye])  # upper bounds of z and of -z, each row its own slopes
             slopes = _optimized_slopes(network, k, S, relax, lo, hi, iterations, deadline)
-            v = _sound_upper(network, k, S, relax, slopes, lo, hi)
-            l_new, u_new = _widen(-v[rows.size:], v[:rows.size], mags[k][rows])
+            v, mag = _sound_upper(network, k, S, relax, slopes, lo, hi)
+            _, v = _widen(v, v, mag)  # every row an upper bound: widened upward
+            l_new, u_new = -v[rows.size:], v[:rows.size]
             l[rows] = np.maximum(l[rows], l_new)
             u[rows] = np.minimum(u[rows], u_new)
             l = np.minimum(l, u)
@@ -198,6 +199,7 @@ def alpha_spec_lower_bounds(network: Network, bounds: Bounds, lower: np.ndarray,
     relax = [_relu_relaxation(l, u) for l, u in bounds.hidden]
     k = len(network.affines) - 1
     slopes = _optimized_slopes(network, k, -S, relax, lo, hi, iterations, deadline)
-    v = -_sound_upper(network, k, -S, relax, slopes, lo, hi)
-    v, _ = _widen(v, v, spec_magnitude(network, lo, hi, S))
+    up, mag = _sound_upper(network, k, -S, relax, slopes, lo, hi)
+    _, up = _widen(up, up, mag)
+    v = -up
     return np.maximum(plain, v)

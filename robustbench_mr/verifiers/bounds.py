@@ -16,15 +16,15 @@ Methods:
   final slopes; never looser than CROWN. ``alpha-lp``: the LP tightening, then alpha-CROWN on
   top of its bounds.
 
-Soundness under floating point: every bound is widened by ``SLACK`` times the neuron's
-*magnitude* (``magnitudes``: the chain ``G_k = |W_k| G_{k-1} + |b_k|`` from the input box's
-largest absolute values), which bounds the absolute value of every term summed on the way to
-that neuron by interval arithmetic or back-substitution. Float64 round-off of such a sum is at
-most about ``n * 1.1e-16`` times it, far below ``SLACK``, so no true value falls outside
-[lower, upper]. The margin has no absolute part: it scales with the weights, so a
-function-preserving rescaling of a layer (ReLU is positively homogeneous) rescales every
-bound and margin with it and cannot change a verdict. Looser bounds only make the big-M MILP
-weaker, never wrong.
+Soundness under floating point: every bound is widened by ``SLACK`` times the *magnitude* of
+the sum that produced it: for interval arithmetic ``|W| max(|l|, |u|) + |b|`` of the layer's
+inputs, for back-substitution the sum of |every bias and relaxation-intercept term| plus
+``|A| max(|lower|, |upper|)`` of the final linear form over the box. Float64 round-off of such
+a sum is about ``n * 1.1e-16`` times its magnitude per layer, four orders of magnitude below
+``SLACK`` for the widths and depths here, so no true value falls outside [lower, upper]. The
+margin has no absolute part: it scales with the weights, so a function-preserving rescaling of
+a layer (ReLU is positively homogeneous) rescales every bound and margin with it and cannot
+change a verdict. Looser bounds only make the big-M MILP weaker, never wrong.
 """
 
 from __future__ import annotations
@@ -37,9 +37,8 @@ import scipy.sparse as sp
 
 from robustbench_mr.verifiers.network import Affine, Network
 
-BOUND_METHODS = ("interval", "crown", "lp", "alpha", "alpha-lp")
-DEFAULT_BOUNDS = "lp"  # check_property / mr-eval verify: CROWN, escalated to LP only where needed
-SLACK = 1e-10  # widening of every bound, relative to its magnitude (``magnitudes``), against float64 round-off
+from robustbench_mr.verifiers.choices import BOUND_METHODS, DEFAULT_BOUNDS  # noqa: E402,F401 - re-exported
+SLACK = 1e-9  # widening of every bound, relative to the magnitude of the sum that produced it, against float64 round-off
 
 
 @dataclass(frozen=True, eq=False)
@@ -113,20 +112,7 @@ def _abs_mul(layer: Affine, v: np.ndarray) -> np.ndarray:
     return np.abs(layer.weight) @ v if s is None else s[1] @ v
 
 
-def magnitudes(network: Network, lower: np.ndarray, upper: np.ndarray) -> list[np.ndarray]:
-    """Per affine layer, ``G_k = |W_k| G_{k-1} + |b_k|`` with ``G_{-1} = max(|lower|, |upper|)``:
-    an upper bound on |every term| that interval arithmetic or back-substitution sums for each
-    neuron of that layer (ReLU slopes and relaxation intercepts are at most 1 and |l| in size).
-    The round-off margin of every bound is relative to it (``SLACK``)."""
-    g = np.maximum(np.abs(np.asarray(lower, dtype=np.float64)), np.abs(np.asarray(upper, dtype=np.float64))).reshape(-1)
-    out = []
-    for layer in network.affines:
-        g = _abs_mul(layer, g) + np.abs(layer.bias)
-        out.append(g)
-    return out
-
-
-def _affine_interval(layer: Affine, lo: np.ndarray, hi: np.ndarray, scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _affine_interval(layer: Affine, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     center, radius = (hi + lo) / 2.0, (hi - lo) / 2.0
     s = _sparse(layer)
     if s is None:
@@ -135,6 +121,7 @@ def _affine_interval(layer: Affine, lo: np.ndarray, hi: np.ndarray, scale: np.nd
     else:
         c = s[0] @ center + layer.bias
         r = s[1] @ radius
+    scale = _abs_mul(layer, np.abs(center) + radius) + np.abs(layer.bias)  # |every term| of both sums
     return _widen(c - r, c + r, scale)
 
 
@@ -150,12 +137,11 @@ def _check_box(network: Network, lower: np.ndarray, upper: np.ndarray) -> tuple[
 
 def interval_bounds(network: Network, lower: np.ndarray, upper: np.ndarray) -> Bounds:
     lo, hi = _check_box(network, lower, upper)
-    mags = magnitudes(network, lo, hi)
     los, his = [], []
     for k, layer in enumerate(network.affines):
         if k > 0:
             lo, hi = np.maximum(lo, 0.0), np.maximum(hi, 0.0)
-        lo, hi = _affine_interval(layer, lo, hi, mags[k])
+        lo, hi = _affine_interval(layer, lo, hi)
         los.append(lo)
         his.append(hi)
     return Bounds(tuple(los), tuple(his), "interval")
@@ -176,29 +162,38 @@ def _relu_relaxation(l: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return lo_slope, up_slope, up_icpt
 
 
-def backsubstitute(network: Network, k: int, A: np.ndarray, c: np.ndarray, relax: list[tuple[np.ndarray, np.ndarray, np.ndarray]], lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+def backsubstitute(network: Network, k: int, A: np.ndarray, c: np.ndarray, relax: list[tuple[np.ndarray, np.ndarray, np.ndarray]], lo: np.ndarray, hi: np.ndarray,
+                   magnitude: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Upper bounds of ``A @ z_k + c`` over the box, z_k = output of affine layer k, as a
     linear function of the input pushed back through layers k..0 (relaxations of ReLUs
-    0..k-1 in ``relax``)."""
+    0..k-1 in ``relax``). ``magnitude``: also return the magnitude of the sum (|every constant
+    term| + |A_final| max(|lo|, |hi|)), the scale of its round-off (``SLACK``)."""
     affines = network.affines
+    c_abs = np.abs(c)
     for i in range(k, -1, -1):
         layer = affines[i]
         c = c + A @ layer.bias
+        if magnitude:
+            c_abs = c_abs + np.abs(A) @ np.abs(layer.bias)
         A = _right_mul(A, layer)
         if i > 0:
             lo_slope, up_slope, up_icpt = relax[i - 1]
             pos = np.maximum(A, 0.0)
             neg = np.minimum(A, 0.0)
-            c = c + pos @ up_icpt
+            gap = pos @ up_icpt  # >= 0 term by term
+            c = c + gap
+            c_abs = c_abs + gap
             A = pos * up_slope + neg * lo_slope
-    return c + np.maximum(A, 0.0) @ hi + np.minimum(A, 0.0) @ lo
+    value = c + np.maximum(A, 0.0) @ hi + np.minimum(A, 0.0) @ lo
+    if not magnitude:
+        return value
+    return value, c_abs + np.abs(A) @ np.maximum(np.abs(lo), np.abs(hi))
 
 
 def crown_bounds(network: Network, lower: np.ndarray, upper: np.ndarray) -> Bounds:
     """Back-substitution bounds, intersected with interval bounds (both are sound)."""
     lo, hi = _check_box(network, lower, upper)
     ib = interval_bounds(network, lo, hi)
-    mags = magnitudes(network, lo, hi)
     los, his = [], []
     relax: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     affines = network.affines
@@ -213,9 +208,10 @@ def crown_bounds(network: Network, lower: np.ndarray, upper: np.ndarray) -> Boun
             rows = np.arange(n) if k == len(affines) - 1 else np.nonzero((l < 0) & (u > 0))[0]
             if rows.size:
                 eye = _unit_rows(n, rows)
-                u_sym = backsubstitute(network, k, eye, np.zeros(rows.size), relax, lo, hi)
-                l_sym = -backsubstitute(network, k, -eye, np.zeros(rows.size), relax, lo, hi)
-                l_sym, u_sym = _widen(l_sym, u_sym, mags[k][rows])
+                u_sym, u_mag = backsubstitute(network, k, eye, np.zeros(rows.size), relax, lo, hi, magnitude=True)
+                l_sym, l_mag = backsubstitute(network, k, -eye, np.zeros(rows.size), relax, lo, hi, magnitude=True)
+                l_sym, _ = _widen(-l_sym, -l_sym, l_mag)
+                _, u_sym = _widen(u_sym, u_sym, u_mag)
                 l[rows] = np.maximum(l_sym, l[rows])
                 u[rows] = np.minimum(u_sym, u[rows])
             l = np.minimum(l, u)  # never cross (both are sound; equal means a constant)
@@ -233,19 +229,13 @@ def spec_lower_bounds(network: Network, bounds: Bounds, lower: np.ndarray, upper
     relax = [_relu_relaxation(l, u) for l, u in bounds.hidden]
     S = np.atleast_2d(np.asarray(spec, dtype=np.float64))
     k = len(network.affines) - 1
-    sym = -backsubstitute(network, k, -S, np.zeros(S.shape[0]), relax, lo, hi)
+    up, mag = backsubstitute(network, k, -S, np.zeros(S.shape[0]), relax, lo, hi, magnitude=True)
+    lo_sym, _ = _widen(-up, -up, mag)
     # also the interval bound on spec @ y from the output box
     ylo, yhi = bounds.lower[-1], bounds.upper[-1]
     box = np.maximum(S, 0.0) @ ylo + np.minimum(S, 0.0) @ yhi
-    scale = spec_magnitude(network, lo, hi, S)
-    lo_sym, _ = _widen(sym, sym, scale)
-    lo_box, _ = _widen(box, box, scale)
+    lo_box, _ = _widen(box, box, np.abs(S) @ np.maximum(np.abs(ylo), np.abs(yhi)))
     return np.maximum(lo_sym, lo_box)
-
-
-def spec_magnitude(network: Network, lower: np.ndarray, upper: np.ndarray, spec: np.ndarray) -> np.ndarray:
-    """|spec| @ G_out: the magnitude of the terms of each spec row's bound (its round-off scale)."""
-    return np.abs(np.atleast_2d(spec)) @ magnitudes(network, lower, upper)[-1]
 
 
 def compute_bounds(network: Network, lower: np.ndarray, upper: np.ndarray, method: str = "crown", time_budget: float | None = None) -> Bounds:

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from pathlib import Path
 
@@ -108,12 +109,50 @@ def counterexample_text(x: np.ndarray, y: np.ndarray) -> str:
     return "(" + "\n ".join(items) + ")\n"
 
 
+def check_output_path(path: str | Path, what: str = "--out") -> Path:
+    """Refuse, before any work, an output file that cannot be written: a directory, a missing
+    or unwritable parent folder, an existing file without write permission."""
+    import os
+
+    p = Path(path)
+    if p.is_dir():
+        raise UserError(f"{what} {p}: is a directory; give a file name such as {p / 'result.txt'}")
+    parent = p.parent if str(p.parent) else Path(".")
+    if not parent.is_dir():
+        raise UserError(f"{what} {p}: the folder {parent} does not exist; create it first")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(f"{what} {p}: the folder {parent} is not writable; choose another location")
+    if p.exists() and not os.access(p, os.W_OK):
+        raise UserError(f"{what} {p}: the file exists and is not writable; remove it or choose another name")
+    return p
+
+
+def write_text_safely(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` through a fresh temporary file in the same folder and an atomic
+    rename: a symbolic link planted at ``path`` is replaced, never followed (no file outside
+    the folder is touched), and a reader never sees a half-written file."""
+    import os
+    import tempfile
+
+    p = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent)  # O_EXCL: never an existing file or link
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, p)  # replaces a link at p itself, not its target
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return p
+
+
 def write_result(path: str | Path, status: str, x: np.ndarray | None = None, y: np.ndarray | None = None) -> Path:
-    """A VNN-COMP result file: the status line, then the witness when ``sat``."""
+    """A VNN-COMP result file: the status line, then the witness when ``sat`` (written safely:
+    ``write_text_safely``)."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     text = status + "\n"
     if status == "sat" and x is not None and y is not None:
         text += counterexample_text(x, y)
-    p.write_text(text)
-    return p
+    return write_text_safely(p, text)

@@ -97,7 +97,7 @@ class SplitOutcome:
 
 
 def _widen(lo: torch.Tensor, hi: torch.Tensor, scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Widened by SLACK times the terms' magnitude (``bounds.magnitudes``, per box): no absolute part."""
+    """Widened by SLACK times the magnitude of the sum (as ``bounds._widen``, per box): no absolute part."""
     m = SLACK * scale
     return lo - m, hi + m
 
@@ -149,13 +149,17 @@ class _BatchedBounds:
 
     # ---- bounds
     def _backsub(self, k: int, A: torch.Tensor, relax: list, lo: torch.Tensor, hi: torch.Tensor,
-                 gaps: list | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Upper bounds of A @ z_k over each box (A: (B, rows, n_k)), and the input coefficients.
+                 gaps: list | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Upper bounds of A @ z_k over each box (A: (B, rows, n_k)), the input coefficients, and
+        the magnitude of each bound's sum (|constant terms| + |A_final| max(|lo|, |hi|): the
+        scale of its round-off, see ``bounds.backsubstitute``).
         ``gaps``: if given, gets, per hidden layer (last first), what each ReLU's relaxation adds
         to each row's bound (B, rows, width)."""
         c = torch.zeros(A.shape[:2], dtype=A.dtype)
+        c_abs = torch.zeros_like(c)
         for i in range(k, -1, -1):
             c = c + A @ self.b[i]
+            c_abs = c_abs + A.abs() @ self.b[i].abs()
             A = A @ self.W[i]
             if i > 0:
                 lo_slope, up_slope, up_icpt = relax[i - 1]
@@ -164,10 +168,13 @@ class _BatchedBounds:
                 gap = pos * up_icpt[:, None, :]
                 if gaps is not None:
                     gaps.append(gap)
-                c = c + gap.sum(-1)
+                g_sum = gap.sum(-1)  # >= 0 term by term
+                c = c + g_sum
+                c_abs = c_abs + g_sum
                 A = torch.addcmul(A * lo_slope[:, None, :], pos, (up_slope - lo_slope)[:, None, :])
         val = c + (A.clamp(min=0) * hi[:, None, :]).sum(-1) + (A.clamp(max=0) * lo[:, None, :]).sum(-1)
-        return val, A
+        mag = c_abs + (A.abs() * torch.maximum(lo.abs(), hi.abs())[:, None, :]).sum(-1)
+        return val, A, mag
 
     @staticmethod
     def _relax(l: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -180,20 +187,12 @@ class _BatchedBounds:
         lo_slope = torch.where(active | (unstable & (u > -l)), torch.ones_like(l), torch.zeros_like(l))
         return lo_slope, up_slope, up_icpt
 
-    def _interval(self, k: int, lo: torch.Tensor, hi: torch.Tensor, scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _interval(self, k: int, lo: torch.Tensor, hi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         center, radius = (hi + lo) / 2.0, (hi - lo) / 2.0
         c = center @ self.W[k].T + self.b[k]
         r = radius @ self.Wabs[k].T
+        scale = (center.abs() + radius) @ self.Wabs[k].T + self.b[k].abs()  # |every term| of both sums
         return _widen(c - r, c + r, scale)
-
-    def magnitudes(self, lo: torch.Tensor, hi: torch.Tensor) -> list[torch.Tensor]:
-        """Per box and layer, ``bounds.magnitudes``: the round-off scale of each neuron's bounds."""
-        g = torch.maximum(lo.abs(), hi.abs())
-        out = []
-        for wa, b in zip(self.Wabs, self.b):
-            g = g @ wa.T + b.abs()
-            out.append(g)
-        return out
 
     def spec_bounds(self, lo: torch.Tensor, hi: torch.Tensor, prior: tuple[torch.Tensor, torch.Tensor] | None = None,
                     aux: dict | None = None) -> tuple[torch.Tensor, torch.Tensor | None, tuple[torch.Tensor, torch.Tensor]]:
@@ -209,8 +208,7 @@ class _BatchedBounds:
         B = lo.shape[0]
         K = len(self.W)
         offs = self.hidden_offsets
-        mags = self.magnitudes(lo, hi)
-        l, u = self._interval(0, lo, hi, mags[0])  # exact up to round-off for the first affine map
+        l, u = self._interval(0, lo, hi)  # exact up to round-off for the first affine map
         if prior is not None:
             l, u = torch.maximum(l, prior[0][:, offs[0]:offs[1]]), torch.minimum(u, prior[1][:, offs[0]:offs[1]])
             l = torch.minimum(l, u)
@@ -219,7 +217,7 @@ class _BatchedBounds:
         sens = [self.Wabs[0].expand(B, -1, -1)]
         for k in range(1, K):
             relax.append(self._relax(l, u))
-            l_new, u_new = self._interval(k, l.clamp(min=0), u.clamp(min=0), mags[k])
+            l_new, u_new = self._interval(k, l.clamp(min=0), u.clamp(min=0))
             if k < K - 1 and prior is not None:
                 l_new = torch.maximum(l_new, prior[0][:, offs[k]:offs[k + 1]])
                 u_new = torch.minimum(u_new, prior[1][:, offs[k]:offs[k + 1]])
@@ -244,8 +242,9 @@ class _BatchedBounds:
                     E = torch.zeros((gb, m, n), dtype=lo.dtype)
                     E.scatter_(2, idx[:, :, None], valid[:, :, None].to(lo.dtype))
                     relax_g = [tuple(t[g] for t in r) for r in relax]
-                    ub, Ain = self._backsub(k, torch.cat([E, -E], 1), relax_g, lo[g], hi[g])
-                    l_sym, u_sym = _widen(-ub[:, m:], ub[:, :m], mags[k][g].gather(1, idx))
+                    ub, Ain, mag = self._backsub(k, torch.cat([E, -E], 1), relax_g, lo[g], hi[g])
+                    _, ub = _widen(ub, ub, mag)  # every row an upper bound
+                    l_sym, u_sym = -ub[:, m:], ub[:, :m]
                     l_g, u_g = l_new[g], u_new[g]
                     l_old, u_old = l_g.gather(1, idx), u_g.gather(1, idx)
                     l_g = l_g.scatter(1, idx, torch.where(valid, torch.maximum(l_old, l_sym), l_old))
@@ -262,15 +261,15 @@ class _BatchedBounds:
         hidden = (torch.cat(hidden_l, 1), torch.cat(hidden_u, 1))
         Sp, Sn = self.S.clamp(min=0), self.S.clamp(max=0)
         box = l @ Sp.T + u @ Sn.T
-        spec_mag = mags[-1] @ self.S.abs().T  # (B, R)
-        box, _ = _widen(box, box, spec_mag)
+        box, _ = _widen(box, box, torch.maximum(l.abs(), u.abs()) @ self.S.abs().T)
         if self.method != "crown":
             return box, None, hidden
         gaps: list | None = [] if aux is not None else None
-        ub, A = self._backsub(K - 1, (-self.S).expand(B, -1, -1), relax, lo, hi, gaps)
+        ub, A, mag = self._backsub(K - 1, (-self.S).expand(B, -1, -1), relax, lo, hi, gaps)
         if aux is not None:
             aux["gaps"], aux["sens"] = gaps[::-1], sens
-        sym, _ = _widen(-ub, -ub, spec_mag)
+        _, ub = _widen(ub, ub, mag)
+        sym = -ub
         return torch.maximum(sym, box), -A, hidden
 
 

@@ -27,7 +27,7 @@ import highspy
 import numpy as np
 import scipy.sparse as sp
 
-from robustbench_mr.verifiers.bounds import SLACK, Bounds, _relu_relaxation, _unit_rows, _widen, backsubstitute, crown_bounds, magnitudes
+from robustbench_mr.verifiers.bounds import SLACK, Bounds, _relu_relaxation, _unit_rows, _widen, backsubstitute, crown_bounds
 from robustbench_mr.verifiers.network import Network
 
 PER_LP_SECONDS = 0.5
@@ -154,9 +154,8 @@ class _LayerLp:
         best, mag = (v1, m1) if v1 <= v2 else (v2, m2)
         if not np.isfinite(best):
             return None
-        # widened by its own magnitude (relative, never absolute: see bounds.SLACK); 1e3 x SLACK
-        # since the dual sum has as many terms as the LP has rows and columns
-        return best + const + 1e3 * SLACK * (mag + abs(const))
+        # widened by its own magnitude (relative, never absolute: see bounds.SLACK)
+        return best + const + SLACK * (mag + abs(const))
 
 
 def lp_bounds(network: Network, lower: np.ndarray, upper: np.ndarray, time_budget: float | None = None, base: Bounds | None = None) -> Bounds:
@@ -167,7 +166,6 @@ def lp_bounds(network: Network, lower: np.ndarray, upper: np.ndarray, time_budge
     lo = np.asarray(lower, dtype=np.float64).reshape(-1)
     hi = np.asarray(upper, dtype=np.float64).reshape(-1)
     affines = network.affines
-    mags = magnitudes(network, lo, hi)
     los, his = [cb.lower[0].copy()], [cb.upper[0].copy()]
     tightened = 0
     for k in range(1, len(affines)):
@@ -177,9 +175,11 @@ def lp_bounds(network: Network, lower: np.ndarray, upper: np.ndarray, time_budge
         if rows.size and tightened:
             relax = [_relu_relaxation(a, b) for a, b in zip(los, his)]
             eye = _unit_rows(l.size, rows)
-            u_sym = backsubstitute(network, k, eye, np.zeros(rows.size), relax, lo, hi)
-            l_sym = -backsubstitute(network, k, -eye, np.zeros(rows.size), relax, lo, hi)
-            l_sym, u_sym = _widen(l_sym, u_sym, mags[k][rows])
+            u_sym, u_mag = backsubstitute(network, k, eye, np.zeros(rows.size), relax, lo, hi, magnitude=True)
+            l_up, l_mag = backsubstitute(network, k, -eye, np.zeros(rows.size), relax, lo, hi, magnitude=True)
+            _, u_sym = _widen(u_sym, u_sym, u_mag)
+            _, l_up = _widen(l_up, l_up, l_mag)
+            l_sym = -l_up
             l[rows] = np.maximum(l[rows], l_sym)
             u[rows] = np.minimum(u[rows], u_sym)
             l = np.minimum(l, u)

@@ -366,7 +366,7 @@ def solve_clause_milp(m: ClauseMilp, time_budget: float, warm_start: np.ndarray 
     return MilpResult(MilpOutcome.ERROR, best * ts, dual * ts, point, seconds, f"unexpected HiGHS status: {msg}")
 
 
-SOLVERS = ("highs", "cbc", "gurobi", "cplex")
+from robustbench_mr.verifiers.choices import SOLVERS  # noqa: E402 - re-exported
 
 
 def solve_clause(network: Network, bounds: Bounds, lower: np.ndarray, upper: np.ndarray, clause: Clause, t_upper: float, time_budget: float,

@@ -24,7 +24,7 @@ every input-dependent tensor remembers the ReLU layer it lives in: a node that r
 from before the last ReLU (a branch or skip) is refused, never composed into a different function.
 MatMul follows numpy/ONNX semantics exactly (1-D operands, broadcast batch axes).
 
-The ``onnx`` package reads the file; ``onnxruntime`` is used only by :func:`onnxruntime_forward`
+The file is read with the ``onnx`` package's generated protobuf classes (``onnx_proto.py``, without importing the whole package: start-up); ``onnxruntime`` is used only by :func:`onnxruntime_forward`
 to cross-check outputs and confirm counterexamples on the original file.
 """
 
@@ -109,9 +109,9 @@ Handler = Callable[[Any, list[Value | None], dict[str, Any], _Ctx], list[Value]]
 
 
 def _attrs(node: Any) -> dict[str, Any]:
-    from onnx import helper
+    from robustbench_mr.verifiers.onnx_proto import attribute_value
 
-    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    return {a.name: attribute_value(a) for a in node.attribute}
 
 
 def _is_const(v: Value | None) -> bool:
@@ -181,10 +181,10 @@ def _h_identity(node, ins, at, ctx):
 
 
 def _h_constant(node, ins, at, ctx):
-    from onnx import numpy_helper
+    from robustbench_mr.verifiers.onnx_proto import to_array
 
     if "value" in at:
-        return [_to_float(numpy_helper.to_array(at["value"]))]
+        return [_to_float(to_array(at["value"]))]
     for key in ("value_float", "value_int"):
         if key in at:
             return [np.array(at[key], dtype=np.float64 if key == "value_float" else np.int64)]
@@ -450,16 +450,16 @@ def _concat(ins, at):
 
 
 def _cast(ins, at):
-    from onnx import helper
+    from robustbench_mr.verifiers.onnx_proto import np_dtype
 
-    to = helper.tensor_dtype_to_np_dtype(int(at["to"]))
+    to = np_dtype(int(at["to"]))
     return ins[0].astype(to)
 
 
 def _constant_of_shape(ins, at):
-    from onnx import numpy_helper
+    from robustbench_mr.verifiers.onnx_proto import to_array
 
-    value = numpy_helper.to_array(at["value"]) if "value" in at else np.zeros(1, dtype=np.float32)
+    value = to_array(at["value"]) if "value" in at else np.zeros(1, dtype=np.float32)
     return np.full(tuple(int(v) for v in ins[0].reshape(-1)), value.reshape(-1)[0], dtype=value.dtype)
 
 
@@ -628,27 +628,90 @@ OPS: dict[str, Handler] = {
 
 
 def _load_model(path: str | Path) -> Any:
-    import onnx
+    """The parsed ``ModelProto`` of ``path``; one-line :class:`UserError` for a missing,
+    empty or unparsable file, or one that parses (protobuf is lenient) but holds no graph."""
+    from robustbench_mr.verifiers.onnx_proto import parse_model
 
     p = Path(path)
     if not p.is_file():
         raise UserError(f"{p}: no such ONNX file")
+    if p.stat().st_size == 0:
+        raise UserError(f"{p}: the file is empty (0 bytes), not an ONNX model (an interrupted copy or export?); export or copy it again")
     try:
-        return onnx.load(str(p))
+        model = parse_model(p.read_bytes())
     except Exception as exc:  # noqa: BLE001 - protobuf raises several types
         raise UserError(f"{p}: not a readable ONNX model ({type(exc).__name__}: {str(exc)[:120]})") from None
+    if not model.HasField("graph") or not (model.graph.node or model.graph.output):
+        raise UserError(f"{p}: not an ONNX model: the file parses but holds no graph (no nodes, no outputs); export or copy it again")
+    return model
 
 
 def _graph_input(model: Any, path: Path) -> tuple[str, tuple[int, ...]]:
-    """The one real input (graph inputs minus initializers; old files list weights as inputs)."""
+    """The one real input (graph inputs minus initializers; old files list weights as inputs).
+
+    A symbolic (or non-positive, as some exporters write for "dynamic") leading dim is the
+    batch axis and counts as 1; any other axis must declare a positive size.
+    """
     inits = {t.name for t in model.graph.initializer}
     real = [i for i in model.graph.input if i.name not in inits]
+    if not real:
+        raise UserError(f"{path}: the graph declares no input (only initializers); exactly one input is supported")
     if len(real) != 1:
         raise UserError(f"{path}: the model has {len(real)} inputs ({', '.join(i.name for i in real)}); exactly one is supported")
     dims = real[0].type.tensor_type.shape.dim
-    # a symbolic (dynamic) dim is the batch dimension: evaluate with batch 1
-    shape = tuple(int(d.dim_value) if d.HasField("dim_value") and d.dim_value > 0 else 1 for d in dims)
-    return real[0].name, shape
+    shape: list[int] = []
+    for axis, d in enumerate(dims):
+        if d.HasField("dim_value") and d.dim_value > 0:
+            shape.append(int(d.dim_value))
+        elif d.HasField("dim_value") and axis > 0:
+            raise UserError(f"{path}: input {real[0].name!r} declares size {d.dim_value} for axis {axis}; "
+                            "every axis but the batch axis needs a positive size; fix the export")
+        else:
+            shape.append(1)  # the batch dimension: evaluate with batch 1
+    return real[0].name, tuple(shape)
+
+
+def _check_finite_constants(model: Any, nodes: list[tuple[int, Any]], path: Path) -> None:
+    """Refuse a NaN or Inf in any constant the imported graph uses: initializers read by a
+    live node, and the tensors of live Constant nodes. Names the first offender."""
+    from robustbench_mr.verifiers.onnx_proto import to_array
+
+    def problem(arr: np.ndarray) -> str:
+        a = np.asarray(arr)
+        if a.dtype.kind not in "fc" or bool(np.isfinite(a).all()):
+            return ""
+        nans, infs = int(np.isnan(a).sum()), int(np.isinf(a).sum())
+        return " and ".join(part for part in (f"{nans} NaN" if nans else "", f"{infs} Inf" if infs else "") if part)
+
+    def read(t: Any, what: str) -> np.ndarray:
+        try:
+            return to_array(t)
+        except Exception as exc:  # noqa: BLE001 - a malformed TensorProto raises several types
+            raise UserError(f"{path}: {what} cannot be read ({type(exc).__name__}: {str(exc)[:120]}); export it again") from None
+
+    fix = "the model is corrupt or training diverged; export it again from a good checkpoint"
+    used = {n for _, node in nodes for n in node.input if n}
+    for t in model.graph.initializer:
+        if t.name in used:
+            counts = problem(read(t, f"initializer {t.name!r}"))
+            if counts:
+                raise UserError(f"{path}: initializer {t.name!r} has {counts} value(s); {fix}")
+    for i, node in nodes:
+        if node.op_type != "Constant":
+            continue
+        label = f"Constant node {node.name or f'#{i}'!r} (output {node.output[0] if node.output else '?'!r})"
+        for a in node.attribute:
+            if a.name == "value" and a.HasField("t"):
+                arr = read(a.t, label)
+            elif a.name == "value_float":
+                arr = np.array(a.f)
+            elif a.name == "value_floats":
+                arr = np.array(list(a.floats))
+            else:
+                continue
+            counts = problem(arr)
+            if counts:
+                raise UserError(f"{path}: {label} has {counts} value(s); {fix}")
 
 
 def network_input_shape(onnx_shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -711,7 +774,7 @@ def load_onnx(path: str | Path) -> Network:
     the first node used in a way that is not a chain of affine maps and ReLUs, and
     :class:`UserError` for unreadable files or several inputs/outputs.
     """
-    from onnx import numpy_helper
+    from robustbench_mr.verifiers.onnx_proto import to_array
 
     p = Path(path)
     model = _load_model(p)
@@ -729,8 +792,9 @@ def load_onnx(path: str | Path) -> Network:
             f"{p}: {'; '.join(skips)} add{'s' if len(skips) == 1 else ''} tensors from different ReLU layers "
             "(residual/skip connections); only chains of affine maps and ReLUs can be imported"
         )
+    _check_finite_constants(model, nodes, p)
 
-    env: dict[str, Value] = {t.name: _to_float(numpy_helper.to_array(t)) for t in model.graph.initializer}
+    env: dict[str, Value] = {t.name: _to_float(to_array(t)) for t in model.graph.initializer}
     n_in = int(prod(in_shape))
     env[in_name] = Expr(in_shape, None, np.zeros(in_shape), n_in, 0)
     ctx = _Ctx(parts=[])
@@ -809,10 +873,10 @@ def onnxruntime_forward(path: str | Path, x: np.ndarray) -> np.ndarray:
 
 def onnx_input_dtype(path: str | Path) -> np.dtype:
     """The numpy dtype of the model's input (float32 for nearly every file)."""
-    from onnx import helper
+    from robustbench_mr.verifiers.onnx_proto import np_dtype
 
     p = Path(path)
     model = _load_model(p)
     in_name, _ = _graph_input(model, p)
     inp = [i for i in model.graph.input if i.name == in_name][0]
-    return np.dtype(helper.tensor_dtype_to_np_dtype(inp.type.tensor_type.elem_type))
+    return np_dtype(inp.type.tensor_type.elem_type)

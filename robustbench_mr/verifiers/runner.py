@@ -10,16 +10,32 @@ counterexample is ``falsified`` only after a float64 forward pass of the ORIGINA
 Inputs run in parallel with joblib (loky processes, or a Dask cluster); the parent writes
 each finished input to the SQLite results database at once, so Ctrl-C or a dead worker
 loses nothing written, and a re-run skips decided inputs.
+
+Resume is keyed on what was computed: every row stores ``input_digest`` of its input (pixels
+and label), and a stored verdict is reused only when that digest matches the current data
+(changed data files, or rows written before digests existed, are recomputed and replaced).
+The other options that could change a verdict are in the row's key already: ``eps``, the norm
+and ``method`` (bounds and solver). Timeout, seed and the PGD settings are not: a verified,
+falsified or misclassified verdict is exact whatever they were, and only those are reused.
+
+A dead loky worker (a crash in native code, the OS killing it for memory) does not end the run:
+the inputs it may have been running are retried once, each alone in a fresh process; an input
+whose worker dies again is written as ``error`` ("worker died twice: ...") and the run goes on.
+With ``--jobs 1`` inputs run in this process, so there is no worker to lose.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import statistics
+import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,12 +49,13 @@ from robustbench_mr.verifiers.property import robustness_property
 from robustbench_mr.verifiers.solve import PropertyStatus, check_property
 from robustbench_mr.verifiers.status import DECIDED, VerifyResult, VerifyStatus
 
-BACKENDS = ("loky", "dask")
+from robustbench_mr.verifiers.choices import BACKENDS, default_jobs  # noqa: E402,F401 - re-exported
 METHOD_PREFIX = "milp"
-
-
-def default_jobs() -> int:
-    return max(1, min(8, os.cpu_count() or 1))
+# Test hook, for the tests only: "IDX" makes the worker process that starts input IDX exit at
+# once (os._exit(1), as if killed), on every attempt; "IDX:ATTEMPT" only on that attempt (1: in
+# the parallel run, 2: the retry alone). Read in the parent and passed to the workers, so it
+# never fires in the parent process (nor with --jobs 1).
+KILL_WORKER_ENV = "ROBUSTBENCH_MR_TEST_KILL_WORKER"
 
 
 @dataclass(frozen=True)
@@ -74,6 +91,11 @@ class VerifyOptions:
             raise UserError(f"--backend {self.backend!r}: choose loky or dask")
         if self.backend == "dask" and not self.scheduler:
             raise UserError("--backend dask needs --scheduler tcp://HOST:PORT (the Dask scheduler address)")
+        if self.scheduler is not None:
+            from robustbench_mr.cli.common import scheduler_address_problem, scheduler_usage
+
+            if problem := scheduler_address_problem(self.scheduler):
+                raise UserError(f"--scheduler {scheduler_usage(self.scheduler, problem)}")
         if not 0.0 <= self.eps <= 1.0:
             raise UserError(f"--eps {self.eps}: must lie in [0, 1] (pixel units)")
         if self.timeout <= 0 or self.n <= 0 or self.start < 0 or self.jobs <= 0:
@@ -97,17 +119,26 @@ class VerifySummary:
     mean_unstable: float
     db: str
     results: tuple[VerifyResult, ...] = ()
+    stale: int = 0  # stored verdicts recomputed because their input digest differed (or was missing)
+    worker_deaths: int = 0  # worker processes lost during this run
+    died_twice: tuple[int, ...] = ()  # inputs written as error because their worker died twice
 
     def lines(self) -> list[str]:
         c = ", ".join(f"{k} {v}" for k, v in self.counts.items() if v)
-        return [
+        lines = [
             f"inputs {self.total}: {c}",
             f"clean accuracy    {self.clean_accuracy:.2%}",
             f"verified accuracy {self.verified_accuracy:.2%}  (lower bound on robust accuracy)",
             f"PGD accuracy      {self.pgd_accuracy:.2%}  (upper bound)",
             f"seconds per input: mean {self.mean_seconds:.3f}, median {self.median_seconds:.3f}; mean unstable ReLUs {self.mean_unstable:.1f}",
-            f"results in {self.db}",
         ]
+        if self.stale:
+            lines.append(f"recomputed {self.stale} stored verdict(s) whose input changed or had no digest")
+        if self.worker_deaths:
+            twice = ", ".join(map(str, self.died_twice)) or "none"
+            lines.append(f"worker processes died {self.worker_deaths} time(s); inputs written as error after their worker died twice: {twice}")
+        lines.append(f"results in {self.db}")
+        return lines
 
 
 def _pgd(model: nn.Module, x: torch.Tensor, label: int, eps: float, steps: int, restarts: int, seed: int) -> torch.Tensor:
@@ -148,6 +179,9 @@ def confirm_counterexample(model64: nn.Module, network: Network, x0: np.ndarray,
     return all(np.delete(y, label).max() >= y[label] for y in (y_torch, y_net))
 
 
+_LABEL_ARG = 4  # position of ``label`` in verify_one's arguments
+
+
 def verify_one(model64: nn.Module, network: Network, idx: int, x: np.ndarray, label: int, eps: float, timeout: float, bounds: str,
                pgd_steps: int, pgd_restarts: int, seed: int, solver: str = "highs") -> VerifyResult:
     """Decide one input (runs in a worker; never raises: failures become ``error``)."""
@@ -184,6 +218,130 @@ def verify_one(model64: nn.Module, network: Network, idx: int, x: np.ndarray, la
         return VerifyResult(idx, label, -1, VerifyStatus.ERROR, time.perf_counter() - start, message=f"{type(exc).__name__}: {exc}")
 
 
+@dataclass(frozen=True)
+class _KillHook:
+    """The test hook of ``KILL_WORKER_ENV``: exit the worker process that starts input ``idx``
+    (on attempt ``attempt`` only, or on every attempt when None); never in ``parent_pid``."""
+
+    idx: int
+    attempt: int | None
+    parent_pid: int
+
+    @classmethod
+    def from_env(cls) -> "_KillHook | None":
+        text = os.environ.get(KILL_WORKER_ENV, "").strip()
+        if not text:
+            return None
+        idx, _, attempt = text.partition(":")
+        try:
+            return cls(int(idx), int(attempt) if attempt else None, os.getpid())
+        except ValueError:
+            raise UserError(f"{KILL_WORKER_ENV}={text!r}: expected IDX or IDX:ATTEMPT (a test hook; unset it)") from None
+
+    def fire(self, idx: int, attempt: int) -> None:
+        if idx == self.idx and self.attempt in (None, attempt) and os.getpid() != self.parent_pid:
+            os._exit(1)
+
+
+def _verify_task(idx: int, attempt: int, marker_dir: str | None, hook: _KillHook | None, args: tuple) -> VerifyResult:
+    """``verify_one(*args)`` in a worker process. It first leaves a file named ``idx`` in
+    ``marker_dir`` (when given), so that after a worker died the parent knows which unwritten
+    inputs had started, i.e. may have been on the dead worker."""
+    if marker_dir is not None:
+        Path(marker_dir, str(idx)).touch()
+    if hook is not None:
+        hook.fire(idx, attempt)
+    return verify_one(*args)
+
+
+def _death_reason(exc: BaseException) -> str:
+    """loky's multi-line TerminatedWorkerError as a short phrase, e.g. ``exit code {EXIT(1)}``."""
+    m = re.search(r"exit codes of the workers are (\{[^}]*\})", str(exc))
+    return f"exit code {m.group(1)}" if m else " ".join(str(exc).split())[:200]
+
+
+class _AloneRunner:
+    """Retries inputs whose worker may have died, one at a time in a single worker process of
+    its own, so that a death there is the one input's own. The process starts on first use and
+    again after a death; ``close`` stops it."""
+
+    def __init__(self, hook: _KillHook | None) -> None:
+        self.hook = hook
+        self._executor: Any = None  # a loky ProcessPoolExecutor (imported lazily, like joblib)
+
+    def run(self, idx: int, args: tuple, first: BaseException) -> tuple[VerifyResult, bool]:
+        """``(result, died again)``; after a second death the result is the ``error`` row."""
+        from joblib.externals.loky.process_executor import ProcessPoolExecutor, TerminatedWorkerError
+
+        start = time.perf_counter()
+        if self._executor is None:
+            self._executor = ProcessPoolExecutor(max_workers=1)
+        try:
+            return self._executor.submit(_verify_task, idx, 2, None, self.hook, args).result(), False
+        except TerminatedWorkerError as exc:
+            self.close()
+            message = f"worker died twice: in the parallel run ({_death_reason(first)}), then alone ({_death_reason(exc)})"
+            return VerifyResult(idx, int(args[_LABEL_ARG]), -1, VerifyStatus.ERROR, time.perf_counter() - start, message=message), True
+
+    def close(self) -> None:
+        """Stop the worker at once, also when Ctrl-C / SIGTERM interrupted a retry."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, kill_workers=True)
+            self._executor = None
+
+
+@dataclass
+class _Deaths:
+    count: int = 0
+    died_twice: list[int] = field(default_factory=list)
+
+
+def _run_parallel(options: VerifyOptions, todo: list[int], args_of: Callable[[int], tuple], record: Callable[[VerifyResult], None],
+                  written: Callable[[int], bool], tick: Callable[[], None]) -> _Deaths:
+    """Run ``todo`` with joblib, recording each result as it arrives, and survive dead workers.
+
+    When a loky worker dies, joblib ends the whole batch with ``TerminatedWorkerError``. The
+    unwritten inputs that had started (their marker file exists; every in-flight input, since
+    loky stops all workers) are retried once each, alone (``_AloneRunner``); the rest are
+    dispatched again in parallel. Each round writes or settles at least one input, so it ends.
+    """
+    from joblib import Parallel, delayed
+    from joblib.externals.loky.process_executor import TerminatedWorkerError
+
+    hook = _KillHook.from_env()
+    deaths = _Deaths()
+    pending = list(todo)
+    alone = _AloneRunner(hook)
+    with tempfile.TemporaryDirectory(prefix="mr-verify-") as tmp, contextlib.closing(alone):
+        markers = Path(tmp)
+        # workers of a Dask cluster may run on other machines: no markers there (dask has its own retries)
+        marker_dir = str(markers) if options.backend == "loky" else None
+        while pending:
+            for f in markers.iterdir():
+                f.unlink()
+            try:
+                with _parallel_context(options):
+                    tasks = (delayed(_verify_task)(i, 1, marker_dir, hook, args_of(i)) for i in pending)
+                    for r in Parallel(return_as="generator_unordered", batch_size=1)(tasks):
+                        record(r)
+                        tick()
+                pending = []
+            except TerminatedWorkerError as exc:
+                deaths.count += 1
+                left = [i for i in pending if not written(i)]
+                # no marker at all (it died before any input started): blame the first in flight
+                started = [i for i in left if (markers / str(i)).exists()] or left[:options.jobs]
+                pending = [i for i in left if i not in set(started)]
+                for i in started:
+                    r, died = alone.run(i, args_of(i), exc)
+                    if died:
+                        deaths.count += 1
+                        deaths.died_twice.append(i)
+                    record(r)
+                    tick()
+    return deaths
+
+
 def _result_from_row(row) -> VerifyResult:  # noqa: ANN001 - a ResultRow
     d = row.details
     return VerifyResult(row.idx, row.label if row.label is not None else -1, row.prediction if row.prediction is not None else -1, VerifyStatus(row.status),
@@ -211,12 +369,11 @@ def _parallel_context(options: VerifyOptions):  # noqa: ANN202
 
 
 def verify(options: VerifyOptions) -> VerifySummary:
-    from joblib import Parallel, delayed
     from tqdm import tqdm
 
     from robustbench_mr.checkpoint import load_checkpoint
     from robustbench_mr.data.datasets import load_dataset
-    from robustbench_mr.results_db import ResultRow, ResultsDB
+    from robustbench_mr.results_db import ResultRow, ResultsDB, input_digest
     from robustbench_mr.verifiers.torch_import import from_torch
     model, meta = load_checkpoint(options.checkpoint)
     dataset = options.dataset or meta.dataset
@@ -237,11 +394,14 @@ def verify(options: VerifyOptions) -> VerifySummary:
     from robustbench_mr.verifiers.pulp_solver import solver_version as _solver_version
 
     solver_version = _solver_version(options.solver)  # e.g. "HiGHS 1.16.0 (highspy)", "CBC 2.10.3 (PuLP 3.3.2)"
+    # what each row is computed from: a stored verdict is reused only for the very same input
+    digests = {i: input_digest(x_all[i], int(y_all[i])) for i in range(options.start, stop)}
     results: dict[int, VerifyResult] = {}
     with ResultsDB(db_path) as db:
-        for row in db.rows(**key):
-            if options.start <= row.idx < stop and VerifyStatus(row.status) in DECIDED:
-                results[row.idx] = _result_from_row(row)
+        db.require_writable()  # a read-only --db stops here, before any work
+        kept, stale = db.reusable_rows([s.value for s in DECIDED], digests, **key)
+        for i, row in kept.items():
+            results[i] = _result_from_row(row)
         todo = [i for i in range(options.start, stop) if i not in results]
 
         def record(r: VerifyResult) -> None:
@@ -254,29 +414,30 @@ def verify(options: VerifyOptions) -> VerifySummary:
                 details["counterexample"] = str(f)
             db.put(ResultRow(seconds=r.seconds, label=r.label, prediction=r.prediction, status=r.status.value, seed=options.seed,
                              timeout=options.timeout, solver=options.solver, solver_version=solver_version, ckpt_path=str(options.checkpoint),
-                             idx=r.idx, details=details, **key))
+                             idx=r.idx, details=details, input_sha=digests[r.idx], **key))
             results[r.idx] = r
 
-        tasks = (delayed(verify_one)(model64, network, i, x_all[i], int(y_all[i]), options.eps, options.timeout, options.bounds,
-                                     options.pgd_steps, options.pgd_restarts, options.seed, options.solver) for i in todo)
+        def args_of(i: int) -> tuple:
+            return (model64, network, i, x_all[i], int(y_all[i]), options.eps, options.timeout, options.bounds,
+                    options.pgd_steps, options.pgd_restarts, options.seed, options.solver)
+
+        deaths = _Deaths()
         bar = tqdm(total=len(todo), desc="verify", unit="input", disable=not options.progress, file=None)
         try:
             if options.jobs == 1 and options.backend == "loky":
-                for t in tasks:
-                    fn, args, kw = t
-                    record(fn(*args, **kw))
+                for i in todo:
+                    record(verify_one(*args_of(i)))
                     bar.update(1)
             else:
-                with _parallel_context(options):
-                    for r in Parallel(return_as="generator_unordered")(tasks):
-                        record(r)
-                        bar.update(1)
+                deaths = _run_parallel(options, todo, args_of, record, lambda i: i in results, lambda: bar.update(1))
         finally:
             bar.close()
-    return summarize([results[i] for i in sorted(results)], str(db_path))
+    return summarize([results[i] for i in sorted(results)], str(db_path), stale=len(stale), worker_deaths=deaths.count,
+                     died_twice=tuple(sorted(deaths.died_twice)))
 
 
-def summarize(results: list[VerifyResult], db: str) -> VerifySummary:
+def summarize(results: list[VerifyResult], db: str, stale: int = 0, worker_deaths: int = 0,
+              died_twice: tuple[int, ...] = ()) -> VerifySummary:
     n = len(results)
     counts = {s.value: sum(r.status is s for r in results) for s in VerifyStatus}
     correct = sum(r.status is not VerifyStatus.MISCLASSIFIED for r in results)
@@ -289,5 +450,5 @@ def summarize(results: list[VerifyResult], db: str) -> VerifySummary:
         pgd_accuracy=(correct - sum(r.pgd_broken for r in results)) / n if n else 0.0,
         mean_seconds=statistics.fmean(secs), median_seconds=statistics.median(secs),
         mean_unstable=statistics.fmean([r.unstable_relus for r in solved]) if solved else 0.0,
-        db=db, results=tuple(results),
+        db=db, results=tuple(results), stale=stale, worker_deaths=worker_deaths, died_twice=died_twice,
     )

@@ -125,3 +125,96 @@ def test_missing_data_dir_and_unknown_names():
     with pytest.raises(UserError, match="unknown split"):
         load_dataset("digits", "val")
     assert dataset_info("cifar10").input_shape == (3, 32, 32)
+
+
+# --- hostile / malformed files: one DatasetError line naming the file, before any data is returned
+
+
+def _mnist_dir(tmp_path, imgs, labels, img_magic=2051, lbl_magic=2049):
+    _write_idx(tmp_path / "t10k-images-idx3-ubyte.gz", imgs, img_magic)
+    _write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", labels, lbl_magic)
+    return tmp_path
+
+
+def _one_line_error(tmp_path, name, *fragments):
+    with pytest.raises(DatasetError) as err:
+        load_dataset(name, "test", tmp_path)
+    msg = str(err.value)
+    assert "\n" not in msg
+    for fragment in fragments:
+        assert fragment in msg, msg
+    return msg
+
+
+def test_mnist_label_out_of_range_names_file_index_and_value(tmp_path):
+    _mnist_dir(tmp_path, np.zeros((4, 28, 28)), np.array([3, 1, 200, 255]))
+    _one_line_error(tmp_path, "mnist", "t10k-labels-idx1-ubyte.gz", "label 200 at index 2 is outside 0..9", "2 label(s)")
+
+
+def test_mnist_wrong_idx_magic_is_refused(tmp_path):
+    # an IDX file of float32 images (type 0x0D) is not the official ubyte file
+    _mnist_dir(tmp_path, np.zeros((2, 28, 28)), np.array([1, 2]), img_magic=0x0D03)
+    _one_line_error(tmp_path, "mnist", "t10k-images-idx3-ubyte.gz", "IDX magic 3331", "float32", "expected 2051")
+
+
+def test_mnist_header_cut_short_is_refused(tmp_path):
+    # 10 bytes: magic and count, but not the rows/cols (used to raise struct.error, "internal error")
+    (tmp_path / "t10k-images-idx3-ubyte").write_bytes(struct.pack(">II", 2051, 1) + b"\x00\x1c")
+    _write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", np.array([1]), 2049)
+    _one_line_error(tmp_path, "mnist", "t10k-images-idx3-ubyte", "IDX header cut short")
+
+
+def test_mnist_more_data_than_declared_is_refused(tmp_path):
+    (tmp_path / "t10k-images-idx3-ubyte").write_bytes(struct.pack(">IIII", 2051, 1, 28, 28) + bytes(2 * 28 * 28))
+    _write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", np.array([1]), 2049)
+    _one_line_error(tmp_path, "mnist", "t10k-images-idx3-ubyte", "more data than the header declares", "1x28x28 = 784")
+
+
+def test_mnist_huge_declared_count_is_truncated_not_allocated(tmp_path):
+    (tmp_path / "t10k-images-idx3-ubyte").write_bytes(struct.pack(">IIII", 2051, 0xFFFFFFFF, 28, 28) + bytes(28 * 28))
+    _write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", np.array([1]), 2049)
+    _one_line_error(tmp_path, "mnist", "t10k-images-idx3-ubyte", "truncated (784 bytes of images data")
+
+
+def test_mnist_images_of_the_wrong_size_are_refused(tmp_path):
+    (tmp_path / "t10k-images-idx3-ubyte").write_bytes(struct.pack(">IIII", 2051, 1, 5, 5) + bytes(25))
+    _write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", np.array([1]), 2049)
+    _one_line_error(tmp_path, "mnist", "t10k-images-idx3-ubyte", "declares 5x5 images", "28x28")
+
+
+def test_mnist_images_and_labels_count_must_agree(tmp_path):
+    _mnist_dir(tmp_path, np.zeros((3, 28, 28)), np.array([1, 2]))
+    _one_line_error(tmp_path, "mnist", "t10k-images-idx3-ubyte.gz", "3 images but", "t10k-labels-idx1-ubyte.gz holds 2 labels")
+
+
+def _cifar_dir(tmp_path, data, labels):
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    _write_cifar_batch(folder / "test_batch", data, labels)
+    return tmp_path
+
+
+def test_cifar10_label_out_of_range_names_file_index_and_value(tmp_path):
+    _cifar_dir(tmp_path, np.zeros((3, 3072), dtype=np.uint8), [0, 99, 9])
+    _one_line_error(tmp_path, "cifar10", "test_batch", "label 99 at index 1 is outside 0..9")
+
+
+def test_cifar10_float_data_is_refused_not_wrapped_into_bytes(tmp_path):
+    # float pixels in [0, 1000] used to be cast to uint8 (1000 -> 232) and silently accepted
+    data = np.linspace(0, 1000, 2 * 3072).reshape(2, 3072)
+    _cifar_dir(tmp_path, data, [1, 2])
+    _one_line_error(tmp_path, "cifar10", "test_batch", "dtype float64 with values in [0, 1000]", "uint8")
+
+
+@pytest.mark.parametrize(
+    "data, labels, fragment",
+    [
+        (np.zeros((2, 1024), dtype=np.uint8), [1, 2], "shape (2, 1024)"),
+        ([[0] * 3072], [1], "'data' is a list"),
+        (np.zeros((2, 3072), dtype=np.uint8), [1.0, 2.0], "'labels' has dtype float64"),
+        (np.zeros((2, 3072), dtype=np.uint8), [1], "2 images but 1 labels"),
+    ],
+)
+def test_cifar10_batch_layout_is_checked(tmp_path, data, labels, fragment):
+    _cifar_dir(tmp_path, data, labels)
+    _one_line_error(tmp_path, "cifar10", "test_batch", fragment)

@@ -156,7 +156,7 @@ def test_declared_counts_must_match_the_network():
         ("(assert (>= X_0 0))\n(assert (<= Y_0 1))\n", 1, "no upper bound"),
     ],
 )
-def test_malformed_files_name_the_line(tmp_path, body, line, fragment):
+def test_malformed_files_name_the_line_and_column(tmp_path, body, line, fragment):
     text = "(declare-const X_0 Real)\n(declare-const Y_0 Real)\n" + body
     p = tmp_path / "bad.vnnlib"
     p.write_text(text)
@@ -164,13 +164,13 @@ def test_malformed_files_name_the_line(tmp_path, body, line, fragment):
         read_vnnlib(p)
     msg = str(err.value)
     assert "\n" not in msg
-    assert msg.startswith(f"{p}:{line}: "), msg
+    assert re.match(rf"{re.escape(str(p))}:{line}:\d+: ", msg), msg  # FILE:LINE:COL
     assert fragment in msg
 
 
 def test_box_over_two_inputs_is_refused_with_its_line():
     text = "(declare-const X_0 Real)\n(declare-const X_1 Real)\n(declare-const Y_0 Real)\n\n(assert (<= (+ X_0 X_1) 1))\n"
-    with pytest.raises(UserError, match=r"^p:5: .*not a box"):
+    with pytest.raises(UserError, match=r"^p:5:\d+: .*not a box"):
         parse_vnnlib_text(text, "p")
 
 
