@@ -175,13 +175,15 @@ def _solve(inst: Instance, timeout: float, out_dir: str | None) -> tuple[Instanc
     torch.set_num_threads(1)  # parallelism is over instances
     from robustbench_mr.deadline import Deadline
     from robustbench_mr.verifiers.export import write_result
-    from robustbench_mr.verifiers.instance_limit import instance_in_child
+    from robustbench_mr.verifiers.instance_limit import instance_in_child, preload_engines, warm_network
     from robustbench_mr.verifiers.vnnlib import check_instance
 
+    preload_engines()  # once per worker: the forked children inherit the imports
     start = time.perf_counter()
     deadline = Deadline(timeout, start=start)
     try:
         r = instance_in_child(check_instance, inst.onnx_path, inst.vnnlib_path, deadline)
+        warm_network(inst.onnx_path)  # after the instance's clock: later instances of this net fork with it loaded
         status, seconds, message = r.status.value, r.seconds, r.message
         if out_dir:
             try:

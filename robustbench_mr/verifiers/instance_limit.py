@@ -16,6 +16,40 @@ HANDBACK_SECONDS = 0.2  # of the time left, kept for sending the answer back and
 GRACE_SECONDS = 0.5  # after the deadline, before the child is ended
 
 
+def preload_engines() -> None:
+    """Import, once in a long-lived parent (a benchmark worker), every module a child may need,
+    so each forked child inherits them instead of importing them again (torch, HiGHS, scipy,
+    onnxruntime: a second or more per instance otherwise)."""
+    import robustbench_mr.verifiers.alpha_crown  # noqa: F401
+    import robustbench_mr.verifiers.lp_tighten  # noqa: F401
+    import robustbench_mr.verifiers.solve  # noqa: F401
+    from robustbench_mr.verifiers.input_split import _load_torch
+
+    _load_torch()
+    try:
+        import onnxruntime  # noqa: F401 - confirms counterexamples
+    except ImportError:
+        pass
+
+
+_WARM: set[tuple[str, int, int]] = set()
+
+
+def warm_network(onnx: str | Path) -> None:
+    """Load ``onnx`` into this (parent) process's network cache after an instance, off the
+    instance's clock: the next instances of the same network fork with it already imported, as
+    they would reuse it without the child. Loading still counts for the first instance."""
+    from robustbench_mr.verifiers.vnnlib import _file_stamp, _load_network_cached
+
+    key = (str(onnx), *_file_stamp(onnx))
+    if key not in _WARM:
+        try:
+            _load_network_cached(*key)
+        except Exception:  # noqa: BLE001 - a bad file was already reported by the instance itself
+            return
+        _WARM.add(key)
+
+
 def instance_in_child(check: Callable[..., InstanceResult], onnx: str | Path, vnnlib: str | Path, deadline: Deadline,
                       **options: object) -> InstanceResult:
     """``check(onnx, vnnlib, seconds_left, **options)`` (``vnnlib.check_instance``) in a child
