@@ -51,8 +51,9 @@ def _run(cmd: list[str], env: dict | None = None, timeout: float = 900) -> int:
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout).returncode
 
 
-def _interrupt(cmd: list[str], db: Path, kind: str, after_rows: int, how: str, env: dict | None = None) -> None:
-    """Start ``cmd`` in its own process group and interrupt it once ``after_rows`` rows exist."""
+def _interrupt(cmd: list[str], db: Path, kind: str, after_rows: int, how: str, env: dict | None = None) -> str:
+    """Start ``cmd`` in its own process group and interrupt it once ``after_rows`` rows exist;
+    returns the rows written when the signal went out (or that the run had already ended)."""
     p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     t0 = time.perf_counter()
     while p.poll() is None and time.perf_counter() - t0 < 600:
@@ -62,13 +63,16 @@ def _interrupt(cmd: list[str], db: Path, kind: str, after_rows: int, how: str, e
         except sqlite3.Error:
             pass
         time.sleep(0.2)
+    at = "run ended first"
     if p.poll() is None:
+        at = f"{_table(db, kind)[1]} rows"
         sig = {"kill -9 (group)": signal.SIGKILL, "SIGINT": signal.SIGINT, "SIGTERM": signal.SIGTERM}[how]
         if sig == signal.SIGKILL:
             os.killpg(p.pid, sig)
         else:
             p.send_signal(sig)
-    p.wait(timeout=120)
+    rc = p.wait(timeout=120)
+    return f"{at}, rc {rc}"
 
 
 def _report(name: str, reference: dict, db: Path, kind: str) -> bool:
@@ -100,15 +104,17 @@ def digits_scenarios(work: Path, n: int) -> bool:
     ok = True
     for how in ("kill -9 (group)", "SIGINT", "SIGTERM"):
         db = work / f"{how.split()[0]}.sqlite"
-        _interrupt(cmd(db), db, "verify", max(1, n // 3), how)
+        at = _interrupt(cmd(db), db, "verify", max(1, n // 3), how)
         _run(cmd(db))  # resume
-        ok &= _report(f"digits: {how}, then resume", reference, db, "verify")
+        ok &= _report(f"digits: {how} at {at}, then resume", reference, db, "verify")
     # one worker killed once (the runner's test hook), then resume
     db = work / "worker.sqlite"
     env = dict(os.environ, ROBUSTBENCH_MR_TEST_KILL_WORKER=f"{n // 2}:1")  # killed in the parallel run, retried alone
-    _run(cmd(db), env=env)
+    rc = _run(cmd(db), env=env)
+    first, _ = _table(db, "verify")
+    errors = sum(v == "error" for v in first.values())
     _run(cmd(db))
-    ok &= _report("digits: a killed worker, then resume", reference, db, "verify")
+    ok &= _report(f"digits: a killed worker (run rc {rc}, {len(first)} rows, {errors} error), then resume", reference, db, "verify")
     # two concurrent writers on one database
     db = work / "concurrent.sqlite"
     a = subprocess.Popen(cmd(db), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -140,14 +146,14 @@ def vnncomp_scenarios(work: Path, shared: Path) -> bool:
     reference, _ = _table(ref_db, "vnncomp")
     reference = {k: v for k, v in reference.items() if v in ("sat", "unsat")}
     db = work / "vnn-kill.sqlite"
-    _interrupt(cmd(db), db, "vnncomp", max(1, len(reference) // 3), "kill -9 (group)")
+    at = _interrupt(cmd(db), db, "vnncomp", max(1, len(reference) // 3), "kill -9 (group)")
     _run(cmd(db))
     table, _ = _table(db, "vnncomp")
     # compare the decided answers (a timeout near the cap may go either way between two runs)
     decided = {k: v for k, v in table.items() if k in reference}
     lost = len(reference) - len(decided)
     equal = decided == reference
-    print(f"| vnncomp: kill -9 (group), then resume | {len(reference)} | {len(decided)} | {lost} | 0 | {'yes' if equal else 'NO'} |")
+    print(f"| vnncomp: kill -9 (group) at {at}, then resume | {len(reference)} | {len(decided)} | {lost} | 0 | {'yes' if equal else 'NO'} |")
     return lost == 0 and equal
 
 
@@ -165,6 +171,7 @@ def overrun_stats(shared: Path, count: int, limit: float) -> tuple[float, float]
         subprocess.run([*MR_EVAL, "vnnlib", str(onnx), str(prop), "--timeout", str(limit)], capture_output=True, timeout=10 * limit + 60)
         over.append(time.perf_counter() - t0 - limit)
     over.sort()
+    print(f"overrun per instance (s): {' '.join(f'{o:.2f}' for o in over)}")
     return max(over), over[min(len(over) - 1, int(round(0.95 * (len(over) - 1))))]
 
 
