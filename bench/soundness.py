@@ -51,10 +51,13 @@ def run_case(case: Case, generator: str, variant, settings: list[tuple[str, str]
 
         d = Path(folder)
         onnx_path = write_onnx(case.net, d / f"{case.name}-{variant}.onnx", extras=(variant,))
-        vnnlib = write_vnnlib(case.prop, case.net.num_outputs, d / f"{case.name}.vnnlib")
+        vnnlib = write_vnnlib(case.prop, case.net.num_outputs, d / f"{case.name}-{variant}.vnnlib")  # one file per job: jobs run in parallel
         for bounds, solver in settings:
-            r = check_instance(onnx_path, vnnlib, timeout=timeout, falsify_samples=0, bounds=bounds, solver=solver)
-            out.append((generator, f"{bounds}/{solver}", r.status.value, case.expected))
+            try:
+                status = check_instance(onnx_path, vnnlib, timeout=timeout, falsify_samples=0, bounds=bounds, solver=solver).status.value
+            except Exception as exc:  # noqa: BLE001 - counted, never hidden
+                status = f"error:{type(exc).__name__}"
+            out.append((generator, f"{bounds}/{solver}", status, case.expected))
         return out
     for bounds, solver in settings:
         try:
