@@ -2,8 +2,9 @@
 
 Every stage (reading and parsing the property, loading the model, attacks, bounds, search, the
 final write) asks the same object how much time is left, so the limit holds for the whole
-instance, not for the solver alone. Stages that loop over their input (the VNN-LIB parser, the
-MILP clause loop) call ``check`` now and then and stop with ``DeadlineExceeded``.
+instance, not for the solver alone. Stages that loop over their input (the VNN-LIB parser) call
+``check`` now and then and stop with ``DeadlineExceeded``; ``run_with_hard_deadline`` ends a
+child process that has not answered shortly after the deadline.
 """
 
 from __future__ import annotations
@@ -41,10 +42,6 @@ class Deadline:
         """Raise ``DeadlineExceeded`` if the time is up (``what``: the stage, for the message)."""
         if self.expired():
             raise DeadlineExceeded(f"time limit of {self.seconds:g} s reached{' while ' + what if what else ''}")
-
-    def fraction(self, f: float) -> float:
-        """``f`` of the time left, never negative (a budget for one stage)."""
-        return max(0.0, f * self.left())
 
 
 def mark_program_start() -> None:

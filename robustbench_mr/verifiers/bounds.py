@@ -209,8 +209,8 @@ def crown_bounds(network: Network, lower: np.ndarray, upper: np.ndarray) -> Boun
             if rows.size:
                 eye = _unit_rows(n, rows)
                 u_sym, u_mag = backsubstitute(network, k, eye, np.zeros(rows.size), relax, lo, hi, magnitude=True)
-                l_sym, l_mag = backsubstitute(network, k, -eye, np.zeros(rows.size), relax, lo, hi, magnitude=True)
-                l_sym, _ = _widen(-l_sym, -l_sym, l_mag)
+                neg_up, l_mag = backsubstitute(network, k, -eye, np.zeros(rows.size), relax, lo, hi, magnitude=True)
+                l_sym, _ = _widen(-neg_up, -neg_up, l_mag)
                 _, u_sym = _widen(u_sym, u_sym, u_mag)
                 l[rows] = np.maximum(l_sym, l[rows])
                 u[rows] = np.minimum(u_sym, u[rows])

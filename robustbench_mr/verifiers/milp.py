@@ -89,11 +89,6 @@ class MilpModel:
     def t_scale(self) -> float:
         return 1.0 if self.col_scale is None else float(self.col_scale[self.t_col])
 
-    def unscale(self, v: np.ndarray) -> np.ndarray:
-        """Original-unit values of a scaled column vector."""
-        v = np.asarray(v, dtype=np.float64)
-        return v if self.col_scale is None else v * self.col_scale
-
     def input_point(self, col_value: np.ndarray) -> np.ndarray:
         """The input part of a scaled column vector, in input units."""
         v = np.asarray(col_value, dtype=np.float64)[self.input_cols]
@@ -339,10 +334,8 @@ def solve_clause_milp(m: ClauseMilp, time_budget: float, warm_start: np.ndarray 
     # a model solved in presolve leaves mip_dual_bound at 0.0 (valid but useless): "optimal"
     # below then uses the best point plus HiGHS's gap tolerance instead
     dual = float(info.mip_dual_bound)
-    if not np.isfinite(dual) and not np.isnan(dual):
-        dual = np.inf if dual > 0 else dual
     if np.isnan(dual):
-        dual = np.inf
+        dual = np.inf  # no bound at all
     point = m.input_point(sol.col_value) if has_point else None
     msg = h.modelStatusToString(model_status)
     if model_status == highspy.HighsModelStatus.kInfeasible:

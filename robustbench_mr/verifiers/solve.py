@@ -141,16 +141,16 @@ def check_property(network: Network, prop: Property, timeout: float, bounds: str
         ib = compute_bounds(network, prop.lower, prop.upper, "interval")
         if _all_proven(prop, _clause_spec_lower(network, prop, ib, "interval", 0.0)):
             return PropertyResult(PropertyStatus.UNSAT, None, None, elapsed(), "proven by interval bounds", ib.num_unstable, 0, "interval")
-        if network.num_inputs <= 16 and sum(network.relu_widths) <= 4096:
-            # small nets: CROWN on the whole box is cheap (numpy) and spares the input split
-            # (and its torch import, seconds of start-up) on easy instances
-            cb = compute_bounds(network, prop.lower, prop.upper, "crown")
-            if _all_proven(prop, _clause_spec_lower(network, prop, cb, "crown", 0.0)):
-                return PropertyResult(PropertyStatus.UNSAT, None, None, elapsed(), "proven by crown bounds", cb.num_unstable, 0, "crown")
 
     from robustbench_mr.verifiers.input_split import INPUT_SPLIT_MAX_INPUTS, split_and_bound  # torch loads lazily
 
     if input_split if input_split is not None else network.num_inputs <= INPUT_SPLIT_MAX_INPUTS:
+        if bounds != "interval" and sum(network.relu_widths) <= 4096:
+            # CROWN on the whole box is cheap (numpy) for the small nets that split inputs, and
+            # spares the split (and its torch import, seconds of start-up) on easy instances
+            cb = compute_bounds(network, prop.lower, prop.upper, "crown")
+            if _all_proven(prop, _clause_spec_lower(network, prop, cb, "crown", 0.0)):
+                return PropertyResult(PropertyStatus.UNSAT, None, None, elapsed(), "proven by crown bounds", cb.num_unstable, 0, "crown")
         # before any whole-box bound tightening: the splitting bounds every sub-box itself
         method = "interval" if bounds == "interval" else "crown"
         try:
