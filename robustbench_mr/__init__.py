@@ -5,8 +5,15 @@ The public API (the CLIs call exactly these):
 - :func:`load_checkpoint`, :func:`save_checkpoint` -- safe one-file checkpoints
 - :func:`parse_eps` -- radii as users write them (``8/255``)
 - :func:`load_dataset` -- digits / mnist / cifar10 in [0,1] pixel space
-- :func:`train`, :func:`verify`, :func:`attack` -- the three jobs (imported lazily, so
-  ``import robustbench_mr`` stays fast)
+- :func:`train` -- train a model from a ``TrainConfig``
+- :func:`verify`, :func:`attack`, :func:`benchmark` -- the Python API on tensors and any
+  ``nn.Module`` (:mod:`robustbench_mr.api`); ``verify(VerifyOptions)`` / ``attack(AttackOptions)``
+  (also :func:`verify_checkpoint`, :func:`attack_checkpoint`) run a checkpoint as the CLIs do
+- :func:`load_model`, :func:`import_torch` -- any model in: checkpoints, ONNX files, foreign
+  state_dicts (:mod:`robustbench_mr.intake`)
+
+Everything but the errors and ``parse_eps`` is imported lazily, so ``import robustbench_mr``
+stays fast (no torch).
 """
 
 from __future__ import annotations
@@ -44,31 +51,55 @@ def train(config: Any) -> Any:
     return _train(config)
 
 
-def verify(options: Any) -> Any:
-    """Verify a checkpoint exactly; see :mod:`robustbench_mr.verifiers.runner`."""
-    from robustbench_mr.verifiers.runner import verify as _verify
+# name -> module, imported on first use (PEP 562): the real functions, with their signatures
+_LAZY = {
+    "verify": "robustbench_mr.api",
+    "attack": "robustbench_mr.api",
+    "benchmark": "robustbench_mr.api",
+    "verify_checkpoint": "robustbench_mr.api",
+    "attack_checkpoint": "robustbench_mr.api",
+    "AttackResult": "robustbench_mr.api",
+    "BenchmarkResult": "robustbench_mr.api",
+    "load_model": "robustbench_mr.intake",
+    "import_torch": "robustbench_mr.intake",
+    "LoadedModel": "robustbench_mr.intake",
+}
 
-    return _verify(options)
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'robustbench_mr' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
 
 
-def attack(options: Any) -> Any:
-    """Attack a checkpoint; see :mod:`robustbench_mr.attacks.runner`."""
-    from robustbench_mr.attacks.runner import attack as _attack
-
-    return _attack(options)
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
 
 
 __all__ = [
     "__version__",
+    "AttackResult",
+    "BenchmarkResult",
     "CheckpointError",
     "DatasetError",
+    "LoadedModel",
     "UnsupportedLayerError",
     "UserError",
     "attack",
+    "attack_checkpoint",
+    "benchmark",
+    "import_torch",
     "load_checkpoint",
     "load_dataset",
+    "load_model",
     "parse_eps",
     "save_checkpoint",
     "train",
     "verify",
+    "verify_checkpoint",
 ]

@@ -59,6 +59,8 @@ class CheckpointMetadata:
     package_version: str = __version__
     torch_version: str = str(torch.__version__)
     created: str = ""
+    # for a model trained elsewhere (mr-eval import-torch): the source file, its sha256, the arch spec...
+    imported_from: dict[str, Any] = field(default_factory=dict)
     sha256: str = ""  # of the file, filled in by load_checkpoint; never stored
 
     def to_dict(self) -> dict[str, Any]:
@@ -101,8 +103,10 @@ def save_checkpoint(path: str | Path, model: nn.Module, meta: CheckpointMetadata
     ``extra`` holds further tensors/plain data (optimizer state for --resume). ``meta`` is
     validated first (the same checks as :func:`load_checkpoint`), and the written file is
     read back with ``weights_only=True`` and compared (format, metadata, state_dict keys,
-    shapes and dtypes) before it replaces ``path``: a file that would not load is never left
-    behind under the final name.
+    shapes and dtypes), then loaded as :func:`load_checkpoint` would (the architecture rebuilt
+    from the registry, ``strict`` state_dict) and compared with ``model`` (every parameter and
+    buffer, and the outputs on two seeded inputs) before it replaces ``path``: a file that
+    would not load, or would load as another function, is never left behind under the final name.
     """
     path = Path(path)
     d = meta.to_dict()
@@ -117,7 +121,8 @@ def save_checkpoint(path: str | Path, model: nn.Module, meta: CheckpointMetadata
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
     try:
         torch.save(payload, tmp)
-        _check_written(tmp, path, d, state)
+        back = _check_written(tmp, path, d, state)
+        _check_rebuilds(tmp, back, path, model, meta)
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -125,8 +130,9 @@ def save_checkpoint(path: str | Path, model: nn.Module, meta: CheckpointMetadata
     return path
 
 
-def _check_written(tmp: Path, path: Path, meta: dict[str, Any], state: Mapping[str, torch.Tensor]) -> None:
-    """Re-load the just-written ``tmp`` (weights-only) and compare it with what was saved."""
+def _check_written(tmp: Path, path: Path, meta: dict[str, Any], state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+    """Re-load the just-written ``tmp`` (weights-only) and compare it with what was saved;
+    returns the payload read back."""
     try:
         back = torch.load(tmp, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any failure means the write is unusable
@@ -151,6 +157,54 @@ def _check_written(tmp: Path, path: Path, meta: dict[str, Any], state: Mapping[s
     if problem:
         raise CheckpointError(f"{path}: the checkpoint just written does not read back as saved ({problem}); "
                               "the disk may be failing; nothing was replaced")
+    return back
+
+
+def _check_rebuilds(tmp: Path, payload: dict[str, Any], path: Path, model: nn.Module, meta: CheckpointMetadata) -> None:
+    """Load ``tmp`` as :func:`load_checkpoint` would (metadata and NaN checks, the registry
+    architecture rebuilt and ``load_state_dict(strict=True)``), then compare every parameter and
+    buffer with ``model`` and the outputs of both on two seeded inputs (``model`` in eval mode
+    for the comparison; its train/eval flags are restored)."""
+    try:
+        # the registry's build_model, looked up at call time (not this module's name for it)
+        from robustbench_mr.models import registry
+
+        rebuilt, _ = _model_from_payload(tmp, payload, registry.build_model)
+    except CheckpointError as exc:
+        detail = str(exc).split(": ", 1)[-1]
+        raise CheckpointError(f"{path}: the checkpoint just written would not load ({detail}); nothing was replaced") from None
+    state = model.state_dict()
+    got = rebuilt.state_dict()
+    for k, v in state.items():
+        w = got[k]
+        if v.is_floating_point():
+            same = torch.allclose(w.double(), v.detach().cpu().double(), rtol=1e-6, atol=0.0, equal_nan=False)
+        else:
+            same = torch.equal(w, v.detach().cpu().to(w.dtype))
+        if not same:
+            raise CheckpointError(f"{path}: the checkpoint just written does not reproduce tensor {k!r}; nothing was replaced")
+    tensors = [*model.parameters(), *model.buffers()]
+    device = tensors[0].device if tensors else torch.device("cpu")
+    dtype = next((t.dtype for t in tensors if t.is_floating_point()), torch.float32)
+    x = torch.rand((2, *meta.input_shape), generator=torch.Generator().manual_seed(0))
+    flags = [(m, m.training) for m in model.modules()]
+    try:
+        model.eval()
+        with torch.no_grad():
+            want = model(x.to(device, dtype)).detach().cpu().double()
+            have = rebuilt(x).double()
+    except Exception as exc:  # noqa: BLE001 - a model that cannot run on its declared input shape
+        raise CheckpointError(f"{path}: cannot compare the saved model with the given one on inputs of shape "
+                              f"{tuple(meta.input_shape)} ({type(exc).__name__}: {_first_line(exc)}); nothing was replaced") from None
+    finally:
+        for m, training in flags:
+            m.training = training
+    scale = max(1.0, float(want.abs().max())) if want.numel() else 1.0
+    tol = 1e-5 if device.type == "cpu" and dtype == torch.float32 else 1e-3
+    if have.shape != want.shape or not bool(((have - want).abs() <= tol * scale).all()):
+        diff = float((have - want).abs().max()) if have.shape == want.shape else float("inf")
+        raise CheckpointError(f"{path}: the model rebuilt from the checkpoint just written computes other outputs than the model "
+                              f"given (max |diff| {diff:.3g}); is the model an instance of architecture {meta.arch!r}? nothing was replaced")
 
 
 def file_sha256(path: str | Path) -> str:
@@ -174,35 +228,46 @@ _ZIP_MAGIC = b"PK\x03\x04"
 _HOW_TO_GET_ONE = "point at a .pt file written by mr-train or robustbench_mr.save_checkpoint"
 
 
-def _unreadable(p: Path, head: bytes, exc: BaseException) -> CheckpointError:
-    """The one-line error for a file torch cannot load, worded after what the file looks like."""
+_HOW_TO_SAVE_WEIGHTS = "save the weights alone where the model was trained: torch.save(model.state_dict(), 'weights.pth')"
+
+
+def _unreadable(p: Path, head: bytes, exc: BaseException, foreign: bool = False) -> CheckpointError:
+    """The one-line error for a file torch cannot load, worded after what the file looks like.
+
+    ``foreign``: the file is meant to be a state_dict from elsewhere (``mr-eval import-torch``),
+    not one of our checkpoints, so the advice is about re-saving weights, not about mr-train.
+    """
+    ours = "only tensors and plain data are accepted; " + _HOW_TO_SAVE_WEIGHTS if foreign else \
+        "only checkpoints written by robustbench_mr are accepted"
+    not_ours = "so not a plain state_dict" if foreign else "so not a checkpoint written by robustbench_mr"
+    get_one = _HOW_TO_SAVE_WEIGHTS if foreign else _HOW_TO_GET_ONE
     if isinstance(exc, pickle.UnpicklingError):
         refused = _REFUSED_GLOBAL.search(str(exc))
         if refused:  # the weights-only unpickler met a global (a callable) and blocked it
             name = refused.group(1).rstrip(".,;")
             return CheckpointError(
                 f"{p}: refused to load: it tries to execute code (its pickle imports {name}, which the weights-only "
-                f"unpickler blocks; nothing was run); only checkpoints written by robustbench_mr are accepted"
+                f"unpickler blocks; nothing was run); {ours}"
             )
     detail = _first_line(exc) if not isinstance(exc, pickle.UnpicklingError) else _unpickling_detail(exc)
     if head.startswith(_ZIP_MAGIC) and isinstance(exc, pickle.UnpicklingError):
         return CheckpointError(
             f"{p}: not a readable torch checkpoint: a torch file whose pickle holds objects other than tensors and "
-            f"plain data ({detail}; nothing was run), so not a checkpoint written by robustbench_mr; {_HOW_TO_GET_ONE}"
+            f"plain data ({detail}; nothing was run), {not_ours}; {get_one}"
         )
     if head.startswith(_ZIP_MAGIC):
         return CheckpointError(
             f"{p}: not a readable torch checkpoint (truncated or corrupt zip archive: {detail}); "
-            "copy it again or retrain"
+            + ("copy it again" if foreign else "copy it again or retrain")
         )
     if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
         return CheckpointError(
-            f"{p}: not a readable torch checkpoint: a pickle that is not a checkpoint written by robustbench_mr "
-            f"(the weights-only loader stopped at: {detail}; nothing was run); {_HOW_TO_GET_ONE}"
+            f"{p}: not a readable torch checkpoint: a pickle that is not {'a plain state_dict' if foreign else 'a checkpoint written by robustbench_mr'} "
+            f"(the weights-only loader stopped at: {detail}; nothing was run); {get_one}"
         )
     return CheckpointError(
         f"{p}: not a readable torch checkpoint: the file is neither a torch zip archive nor a pickle, "
-        f"so it is not a checkpoint written by robustbench_mr; {_HOW_TO_GET_ONE}"
+        f"{not_ours}; {get_one}"
     )
 
 
@@ -213,39 +278,69 @@ def _unpickling_detail(exc: BaseException) -> str:
     return (useful[0] if useful else lines[0] if lines else type(exc).__name__)[:160]
 
 
-def read_checkpoint_payload(path: str | Path) -> dict[str, Any]:
-    """The raw payload dict, loaded with ``weights_only=True``; one-line errors otherwise.
+def read_torch_file(path: str | Path, *, foreign: bool = False) -> Any:
+    """Whatever ``path`` holds, loaded with ``torch.load(..., map_location='cpu', weights_only=True)``.
 
-    The wording follows what the file is: empty, a broken zip archive (truncated copy), a
-    pickle that is not ours, something that is neither, or a pickle that asks for a global
-    (callable) -- only the last is called an attempt to execute code.
+    One-line :class:`CheckpointError` otherwise, worded after what the file is: missing, empty,
+    a broken zip archive (truncated copy), a pickle that is not ours, something that is
+    neither, or a pickle that asks for a global (callable) -- only the last is called an
+    attempt to execute code. ``foreign``: the file should be a state_dict from elsewhere (the
+    advice then is how to re-save weights, not mr-train).
     """
     p = Path(path)
+    what = "state_dict" if foreign else "checkpoint"
     if not p.exists():
-        raise CheckpointError(f"{p}: no such checkpoint file")
+        raise CheckpointError(f"{p}: no such {what} file")
     if not p.is_file():
         raise CheckpointError(f"{p}: not a file")
     try:
         with open(p, "rb") as fh:
             head = fh.read(8)
     except OSError as exc:
-        raise CheckpointError(f"{p}: cannot read the checkpoint file: {_first_line(exc)}") from None
+        raise CheckpointError(f"{p}: cannot read the {what} file: {_first_line(exc)}") from None
     if not head:
-        raise CheckpointError(f"{p}: the file is empty (0 bytes), not a checkpoint (an interrupted copy?); {_HOW_TO_GET_ONE}")
+        raise CheckpointError(f"{p}: the file is empty (0 bytes), not a {what} (an interrupted copy?); "
+                              f"{_HOW_TO_SAVE_WEIGHTS if foreign else _HOW_TO_GET_ONE}")
     try:
         with warnings.catch_warnings():
             # a foreign pickle (protocol 4/5) makes torch warn before it refuses the file; the
             # refusal below is the one line the user gets
             warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
-            payload = torch.load(p, map_location="cpu", weights_only=True)
+            return torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - hostile bytes make torch raise many types
-        raise _unreadable(p, head, exc) from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CheckpointError(
-            f"{p}: not a robustbench_mr checkpoint (no '{FORMAT}' format tag); "
-            "create one with mr-train or robustbench_mr.save_checkpoint"
-        )
+        raise _unreadable(p, head, exc, foreign) from None
+
+
+def is_checkpoint_payload(payload: Any) -> bool:
+    """Whether a loaded torch file carries our format tag."""
+    return isinstance(payload, dict) and payload.get("format") == FORMAT
+
+
+def read_checkpoint_payload(path: str | Path) -> dict[str, Any]:
+    """The raw payload dict, loaded with ``weights_only=True``; one-line errors otherwise
+    (see :func:`read_torch_file`), also for a torch file that is not one of our checkpoints."""
+    p = Path(path)
+    payload = read_torch_file(p)
+    if not is_checkpoint_payload(payload):
+        raise not_a_checkpoint(p, payload)
     return payload
+
+
+def not_a_checkpoint(p: Path, payload: Any) -> CheckpointError:
+    """The error for a readable torch file without our format tag; a bare state_dict (or a
+    dict or list holding some) is pointed at ``mr-eval import-torch``."""
+    from robustbench_mr.intake import looks_like_state_dict
+
+    if looks_like_state_dict(payload):
+        return CheckpointError(
+            f"{p}: not a robustbench_mr checkpoint but a bare state_dict (weights without an architecture); import it once with "
+            f"mr-eval import-torch {p} --arch SPEC --dataset NAME -o model.pt (SPEC: small, mlp, large or layers such as "
+            "'conv(16,4,2,1) relu flatten linear(10)'), then use model.pt"
+        )
+    return CheckpointError(
+        f"{p}: not a robustbench_mr checkpoint (no '{FORMAT}' format tag); "
+        "create one with mr-train or robustbench_mr.save_checkpoint"
+    )
 
 
 # --- metadata validation ------------------------------------------------------------------
@@ -314,8 +409,10 @@ def validate_metadata(d: Any, where: str, *, how_to_fix: str = _HOW_TO_FIX_LOADE
         raise bad("std", d["std"], "positive numbers (each channel is divided by its std)")
 
     _validate_arch_kwargs(arch, d["arch_kwargs"], bad)
+    if arch == "layers":
+        _validate_layer_spec(d["arch_kwargs"], shape, n, where, how_to_fix, bad)
 
-    for name in ("train_config", "metrics"):
+    for name in ("train_config", "metrics", "imported_from"):
         if name in d and not isinstance(d[name], dict):
             raise bad(name, d[name], "a dict")
     epoch = d.get("epoch")
@@ -324,6 +421,22 @@ def validate_metadata(d: Any, where: str, *, how_to_fix: str = _HOW_TO_FIX_LOADE
     for name in ("package_version", "torch_version", "created"):
         if name in d and not isinstance(d[name], str):
             raise bad(name, d[name], "a string")
+
+
+def _validate_layer_spec(kw: dict[str, Any], shape: Any, num_classes: int, where: str, how_to_fix: str, bad: Any) -> None:
+    """``layers``: a spec string that parses, fits ``shape`` and ends in ``num_classes`` logits,
+    checked by shape arithmetic alone (before a tensor is allocated)."""
+    from robustbench_mr.models.layer_spec import parse_layer_spec, spec_output_shape
+
+    spec = kw.get("spec")
+    if not isinstance(spec, str):
+        raise bad("arch_kwargs.spec", spec, "a layer spec string such as 'conv(16,4,2,1) relu flatten linear(10)'")
+    try:
+        out, _ = spec_output_shape(parse_layer_spec(spec), shape, spec)
+    except UserError as exc:
+        raise CheckpointError(f"{where}: metadata field 'arch_kwargs.spec': {exc}; {how_to_fix}") from None
+    if out != (num_classes,):
+        raise bad("arch_kwargs.spec", spec, f"a spec whose output is ({num_classes},) logits (it gives {out}), to match num_classes")
 
 
 def _validate_arch_kwargs(arch: str, kw: Any, bad: Any) -> None:
@@ -392,12 +505,25 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
     state_dict does not fit the architecture. All checks run before the model is built.
     """
     p = Path(path)
-    payload = read_checkpoint_payload(p)
+    model, meta = _model_from_payload(p, read_checkpoint_payload(p), build_model)
+    meta = CheckpointMetadata(**{**asdict(meta), "sha256": file_sha256(p)})
+    return model.to(device).eval(), meta
+
+
+def load_checkpoint_payload(p: Path, payload: dict[str, Any], device: str | torch.device = "cpu") -> tuple[nn.Module, CheckpointMetadata]:
+    """:func:`load_checkpoint` for a payload already read from ``p`` (one read of the file)."""
+    model, meta = _model_from_payload(p, payload, build_model)
+    meta = CheckpointMetadata(**{**asdict(meta), "sha256": file_sha256(p)})
+    return model.to(device).eval(), meta
+
+
+def _model_from_payload(p: Path, payload: dict[str, Any], build: Any) -> tuple[nn.Module, CheckpointMetadata]:
+    """Validate the metadata and state_dict of ``payload``, then build and load the model."""
     meta = _metadata_from_dict(p, payload.get("metadata"))
     state = payload.get("state_dict")
     _check_state_dict(p, state)
     try:
-        model = build_model(meta.arch, **model_kwargs(meta))
+        model = build(meta.arch, **model_kwargs(meta))
     except (TypeError, ValueError, RuntimeError, UserError) as exc:
         raise CheckpointError(f"{p}: cannot build {meta.arch!r} from its stored arguments: {exc}") from None
     try:
@@ -406,8 +532,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
         lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
         detail = "; ".join(lines[1:3]) if len(lines) > 1 else lines[0] if lines else "mismatch"
         raise CheckpointError(f"{p}: state_dict does not fit architecture {meta.arch!r}: {detail[:240]}") from None
-    meta = CheckpointMetadata(**{**asdict(meta), "sha256": file_sha256(p)})
-    return model.to(device).eval(), meta
+    return model.eval(), meta
 
 
 def metadata_for(model_arch: str, dataset: str, arch_kwargs: dict[str, Any] | None = None, **fields: Any) -> CheckpointMetadata:

@@ -6,7 +6,10 @@ and a busy timeout make several writers safe; writes happen in the parent proces
 return results), which keeps one writer at a time per run anyway.
 
 Every row records how it was made: eps, seed, timeout, solver and its version, the package
-version, and the time it was written. Kind-specific extras (unstable ReLUs, binaries,
+version, and the time it was written. ``split`` is the provenance of the inputs: ``test`` /
+``train`` for the standard splits, or a slice such as ``test[5000:]`` (the held-out half of
+``mr-train --train-from-test 5000``; ``robustbench_mr.utils.splits``), whose ``idx`` counts from
+the slice's start; a row of a sliced split can never be read as a standard-split figure. Kind-specific extras (unstable ReLUs, binaries,
 solver gap, counterexample path...) go into the ``details`` JSON column.
 
 Resume is keyed on what was computed, not only on where it came from: ``input_sha`` is a digest
@@ -18,12 +21,19 @@ replaced (same primary key). Databases written before these columns existed stil
 columns are added (``ALTER TABLE``) and their empty digests mean "unknown", so those rows are
 recomputed.
 
+``model`` names what was evaluated (``model_label`` of the checkpoint metadata: architecture, its
+arguments and the training method, e.g. ``small / mr``), for the leaderboards' model column. A
+verify or attack row written without one gets it from the checkpoint file it names, when that file
+still has the row's sha256 (``checkpoint_model``, read once per file and database handle); rows of
+older databases have NULL there and reports look the file up the same way, or show it as unknown.
+
 Every way a ``--db`` can be unusable (a directory, a read-only file or folder, a file that is not
 SQLite, a foreign table named ``results``) is one ``UserError`` line naming the file and the fix.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import hashlib
 import json
@@ -46,7 +56,7 @@ CREATE TABLE IF NOT EXISTS results (
     ckpt_sha TEXT NOT NULL,        -- sha256 of the checkpoint / onnx file
     ckpt_path TEXT NOT NULL,
     dataset TEXT NOT NULL,         -- dataset name, or VNN-COMP benchmark name
-    split TEXT NOT NULL,           -- test | train | the vnnlib file for vnncomp
+    split TEXT NOT NULL,           -- test | train | a slice such as test[5000:] (utils/splits.py: not a standard split) | the vnnlib file for vnncomp
     idx INTEGER NOT NULL,          -- input index (0 for vnncomp rows)
     norm TEXT NOT NULL,            -- linf | l2 | wasserstein | vnnlib
     eps REAL NOT NULL,
@@ -64,6 +74,7 @@ CREATE TABLE IF NOT EXISTS results (
     created TEXT NOT NULL,
     input_sha TEXT,                -- input_digest() of the evaluated input; NULL: unknown (recompute)
     config_sha TEXT,               -- options_digest() of verdict-changing options outside the key
+    model TEXT,                    -- model_label() of the checkpoint's metadata (architecture, training method); NULL: unknown
     PRIMARY KEY (kind, ckpt_sha, dataset, split, idx, norm, eps, method)
 );
 """
@@ -75,7 +86,7 @@ BASE_COLUMNS = (
     "package_version", "details", "created",
 )
 # Columns added since, with their SQL types: added to older databases when they are opened.
-ADDED_COLUMNS: dict[str, str] = {"input_sha": "TEXT", "config_sha": "TEXT"}
+ADDED_COLUMNS: dict[str, str] = {"input_sha": "TEXT", "config_sha": "TEXT", "model": "TEXT"}
 COLUMNS = BASE_COLUMNS + tuple(ADDED_COLUMNS)
 DIGEST_HEX = 16  # hex digits kept of a sha256 (64 bits: collisions are not a practical concern)
 
@@ -120,6 +131,7 @@ class ResultRow:
     created: str = ""
     input_sha: str | None = None
     config_sha: str | None = None
+    model: str | None = None
 
     def as_tuple(self) -> tuple:
         created = self.created or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
@@ -132,6 +144,36 @@ class ResultRow:
                 v = created
             vals.append(v)
         return tuple(vals)
+
+
+def model_label(meta: Mapping[str, Any]) -> str | None:
+    """A short name for the model a checkpoint's metadata describes: the architecture, its
+    non-default arguments and the training method, e.g. ``small / mr`` or ``mlp(hidden=[40, 40]) / plain``."""
+    arch = meta.get("arch")
+    if not isinstance(arch, str) or not arch:
+        return None
+    kwargs = meta.get("arch_kwargs") or {}
+    name = arch + (f"({', '.join(f'{k}={v}' for k, v in sorted(kwargs.items()))})" if isinstance(kwargs, Mapping) and kwargs else "")
+    train = meta.get("train_config") or {}
+    method = train.get("method") if isinstance(train, Mapping) else None
+    return f"{name} / {method}" if isinstance(method, str) and method else name
+
+
+def checkpoint_model(path: str | Path, sha: str) -> str | None:
+    """``model_label`` of the checkpoint at ``path`` if that file exists and its sha256 is ``sha``
+    (the file the row was made from), else None. Never raises: an unreadable file is unknown."""
+    try:
+        p = Path(path)
+        if p.suffix != ".pt" or not p.is_file():
+            return None
+        from robustbench_mr.checkpoint import file_sha256, read_checkpoint_payload  # torch: only when a label is needed
+
+        if file_sha256(p) != sha:
+            return None
+        meta = read_checkpoint_payload(p).get("metadata")
+        return model_label(meta) if isinstance(meta, Mapping) else None
+    except Exception:  # noqa: BLE001 - a label is optional; the row is written without one
+        return None
 
 
 def _row_from_sqlite(r: sqlite3.Row) -> ResultRow:
@@ -190,6 +232,7 @@ class ResultsDB:
         except sqlite3.Error as exc:
             raise db_error(self.path, exc) from None
         self.conn.row_factory = sqlite3.Row
+        self._models: dict[tuple[str, str], str | None] = {}  # (ckpt_path, ckpt_sha) -> checkpoint_model
         try:
             self._prepare()
         except sqlite3.Error as exc:
@@ -263,12 +306,22 @@ class ResultsDB:
     def put_many(self, rows: Iterable[ResultRow]) -> None:
         """Insert or replace rows in one transaction (a row with the same key is replaced)."""
         placeholders = ",".join("?" * len(COLUMNS))
-        values = [r.as_tuple() for r in rows]
+        values = [self.with_model(r).as_tuple() for r in rows]
         try:
             with self.conn:
                 self.conn.executemany(f"INSERT OR REPLACE INTO results ({','.join(COLUMNS)}) VALUES ({placeholders})", values)
         except sqlite3.Error as exc:
             raise db_error(self.path, exc) from None
+
+    def with_model(self, row: ResultRow) -> ResultRow:
+        """``row`` with its ``model`` filled in from its checkpoint file when it has none
+        (verify and attack rows only; None stays None when the file is gone or changed)."""
+        if row.model is not None or row.kind not in ("verify", "attack"):
+            return row
+        key = (row.ckpt_path, row.ckpt_sha)
+        if key not in self._models:
+            self._models[key] = checkpoint_model(*key)
+        return row if self._models[key] is None else dataclasses.replace(row, model=self._models[key])
 
     def rows(self, **where: Any) -> list[ResultRow]:
         """All rows matching the given column values (e.g. kind='verify', ckpt_sha=...)."""

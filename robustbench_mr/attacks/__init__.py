@@ -7,6 +7,16 @@ same results database as verification, so reports can put both side by side.
 
 from __future__ import annotations
 
-from robustbench_mr.attacks.base import Attack, Norm, project_ball
+from typing import Any
 
 __all__ = ["Attack", "Norm", "project_ball"]
+
+
+def __getattr__(name: str) -> Any:
+    """Load ``attacks.base`` (and torch) on first use, so that ``attacks.options`` (what the CLI
+    builds its parser from) imports without torch."""
+    if name in __all__:
+        from robustbench_mr.attacks import base
+
+        return getattr(base, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -26,7 +26,10 @@ class AutoAttackEnsemble(Attack):
         seed: int = 0,
         batch_size: int = 250,
         reduced_cost: dict[str, int] | None = None,
+        *,
+        model: nn.Module | None = None,
     ) -> None:
+        self.bind(model)
         self.norm = Norm(norm)
         if self.norm not in _AA_NORM:
             raise ValueError("AutoAttack supports linf and l2")

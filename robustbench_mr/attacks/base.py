@@ -52,15 +52,52 @@ class Attack(abc.ABC):
     Subclasses set ``name`` (the results database's ``method``), ``norm`` and ``eps`` and
     implement :meth:`perturb`, which returns points that the caller may re-check; the runner
     never trusts an attack's own success flag.
+
+    Attacks are callable: ``atk(model, x, y)``, or ``atk(x, y)`` when the attack was built with
+    ``model=...`` (or :meth:`bind`), as torchattacks users expect. A call runs the model in eval
+    mode and restores each module's train/eval flag afterwards.
     """
 
     name: str
     norm: Norm
     eps: float
+    model: nn.Module | None = None  # the model of atk(x, y); set by model=... or bind()
 
     @abc.abstractmethod
     def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Adversarial versions of ``x`` (same shape, in [0,1], inside the threat model)."""
+
+    def bind(self, model: nn.Module | None) -> "Attack":
+        """Use ``model`` for ``atk(x, y)``; returns the attack."""
+        if model is not None and not isinstance(model, nn.Module):
+            raise TypeError(f"{type(self).__name__}: model must be an nn.Module, got {type(model).__name__}")
+        self.model = model
+        return self
+
+    def __call__(self, *args: torch.Tensor | nn.Module) -> torch.Tensor:
+        """``atk(model, x, y)`` or ``atk(x, y)``: adversarial versions of ``x`` (see :meth:`perturb`)."""
+        from robustbench_mr.errors import UserError
+
+        if len(args) == 3 and isinstance(args[0], nn.Module):
+            model, x, y = args
+        elif len(args) == 2 and not isinstance(args[0], nn.Module):
+            if self.model is None:
+                raise UserError(f"{self!r} was built without a model: call it as atk(model, x, y), or build it with model=...")
+            model, (x, y) = self.model, args
+        else:
+            raise TypeError(f"{type(self).__name__}: call as atk(model, x, y) or atk(x, y); got {len(args)} arguments")
+        if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):
+            raise TypeError(f"{type(self).__name__}: x and y must be tensors (images in [0,1] and integer labels)")
+        if x.shape[:1] != y.shape[:1] or y.dim() != 1:
+            raise UserError(f"{type(self).__name__}: {x.shape[0] if x.dim() else 0} inputs but labels of shape {tuple(y.shape)}; "
+                            "expected one label per input")
+        flags = [(m, m.training) for m in model.modules()]
+        model.eval()
+        try:
+            return self.perturb(model, x, y.long())
+        finally:
+            for m, training in flags:
+                m.training = training
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(norm={self.norm.value}, eps={self.eps:g})"

@@ -8,6 +8,7 @@ point instead, which can hide a success). Works on whatever device the model and
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -29,7 +30,8 @@ class PGDConfig:
 class PGD(Attack):
     name = "pgd"
 
-    def __init__(self, norm: Norm | str, eps: float, config: PGDConfig = PGDConfig()) -> None:
+    def __init__(self, norm: Norm | str, eps: float, config: PGDConfig = PGDConfig(), *, model: nn.Module | None = None) -> None:
+        self.bind(model)
         self.norm = Norm(norm)
         if self.norm not in (Norm.LINF, Norm.L2):
             raise ValueError("PGD supports linf and l2")
@@ -53,13 +55,17 @@ class PGD(Attack):
         flat = grad.flatten(1)
         return (self.config.step_size * flat / flat.norm(dim=1, keepdim=True).clamp_min(1e-12)).view_as(grad)
 
-    def run_once(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, x_start: torch.Tensor) -> torch.Tensor:
-        """One PGD run from ``x_start`` (no restarts); returns the final iterate."""
+    def run_once(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, x_start: torch.Tensor,
+                 loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+        """One PGD run from ``x_start`` (no restarts); returns the final iterate. ``loss``
+        (outputs, y) -> per-sample values to increase; default: cross-entropy (the spec
+        falsifier, ``verifiers/falsify.py``, passes the property's violation margin)."""
         x_adv = x_start.detach().clone()
         for _ in range(self.config.steps):
             x_adv.requires_grad_(True)
-            loss = F.cross_entropy(model(x_adv), y, reduction="sum")
-            (grad,) = torch.autograd.grad(loss, x_adv)
+            out = model(x_adv)
+            loss_value = F.cross_entropy(out, y, reduction="sum") if loss is None else loss(out, y).sum()
+            (grad,) = torch.autograd.grad(loss_value, x_adv)
             x_adv = project_ball(x_adv.detach() + self._step(grad), x, self.norm, self.eps).detach()
         return x_adv
 

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -24,7 +25,8 @@ from torch import nn
 from robustbench_mr.attacks.base import Attack, Norm, perturbation_size, project_ball
 from robustbench_mr.errors import UserError
 
-ATTACK_NAMES = ("pgd", "autoattack", "autoattack-plus", "wasserstein", "all")
+# declared in a module without torch, so that the CLI builds its parser from it
+from robustbench_mr.attacks.options import ATTACK_NAMES, AttackOptions  # noqa: E402,F401 - re-exported
 DEFAULT_EPS = {Norm.LINF: 8 / 255, Norm.L2: 0.5, Norm.WASSERSTEIN: 0.1}
 # float32 rounding slack when checking an L-inf / L2 point that was just projected
 BALL_SLACK = 1e-6
@@ -34,33 +36,6 @@ class AttackStatus(str, Enum):
     ROBUST = "robust"
     BROKEN = "broken"
     MISCLASSIFIED = "misclassified"
-
-
-@dataclass(frozen=True)
-class AttackOptions:
-    """Everything one ``mr-eval attack`` run needs (the CLI flags, declared once)."""
-
-    checkpoint: Path
-    attack: str = "pgd"
-    eps: float | None = None  # None: the threat model's default (8/255, 0.5, 0.1)
-    norm: str = "linf"
-    n: int | None = None  # number of test inputs from ``start``; None = all
-    start: int = 0
-    batch_size: int = 100
-    db: Path = Path("runs/results.sqlite")
-    dataset: str | None = None  # None: the checkpoint's dataset
-    split: str = "test"
-    data_dir: Path | None = None
-    seed: int = 0
-    device: str = "cpu"
-    pgd_steps: int = 20
-    pgd_restarts: int = 10
-    pgd_step_size: float = 2 / 255
-    # reduced-cost knobs for tests only (the CLI does not expose them): {"n_iter":..,"n_queries":..}
-    autoattack_reduced_cost: dict[str, int] = field(default_factory=dict)
-    wasserstein_iterations: int = 400
-    wasserstein_sinkhorn_iters: int = 400
-    progress: bool | None = None  # None: only when stderr is a terminal
 
 
 @dataclass(frozen=True)
@@ -176,11 +151,12 @@ def _resolve_device(name: str) -> torch.device:
 
 
 def validate_points(
-    model: nn.Module, attack: Attack, x: torch.Tensor, y: torch.Tensor, x_adv: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    model: nn.Module, attack: Attack, x: torch.Tensor, y: torch.Tensor, x_adv: torch.Tensor, return_points: bool = False
+) -> tuple[torch.Tensor, ...]:
     """Independent check of an attack's output. Returns (broken mask, adversarial predictions,
-    distances). A sample is broken only if its (re-projected) point is inside the threat model
-    and a plain forward pass misclassifies it."""
+    distances), and with ``return_points`` the checked points too (re-projected; for
+    Wasserstein the certified in-ball point of each broken sample). A sample is broken only if
+    its (re-projected) point is inside the threat model and a plain forward pass misclassifies it."""
     if x_adv.shape != x.shape or not torch.isfinite(x_adv).all():
         raise RuntimeError(f"{attack!r} returned malformed points")
     x_adv = x_adv.detach().to(x.dtype)
@@ -191,6 +167,7 @@ def validate_points(
             pred = model(x_adv.clamp(0, 1)).argmax(1)
         dist = torch.zeros(x.shape[0], dtype=torch.float64)
         broken = torch.zeros(x.shape[0], dtype=torch.bool)
+        points = x_adv.clamp(0, 1).clone()
         for i in (pred != y).nonzero().flatten().tolist():
             cfg = attack.config  # type: ignore[attr-defined]
             z, d = shrink_into_ball(x[i], x_adv[i].clamp(0, 1), attack.eps, cfg.kernel_size, cfg.p)
@@ -202,37 +179,83 @@ def validate_points(
                 pred[i] = model(z[None].to(x.dtype)).argmax(1)[0]
             dist[i] = d
             broken[i] = bool(pred[i] != y[i])
-        return broken, pred.cpu(), dist
+            points[i] = z.to(points.device, points.dtype)
+        return (broken, pred.cpu(), dist, points) if return_points else (broken, pred.cpu(), dist)
     x_adv = project_ball(x_adv, x, attack.norm, attack.eps)
     dist = perturbation_size(x_adv, x, attack.norm).double().cpu()
     inside = (dist <= attack.eps * (1 + BALL_SLACK) + 1e-7) & (x_adv.flatten(1).amin(1) >= 0).cpu() & (x_adv.flatten(1).amax(1) <= 1).cpu()
     with torch.no_grad():
         pred = model(x_adv).argmax(1)
     broken = (pred != y).cpu() & inside
-    return broken, pred.cpu(), dist
+    return (broken, pred.cpu(), dist, x_adv) if return_points else (broken, pred.cpu(), dist)
 
 
-def attack(options: AttackOptions) -> AttackSummary:
-    """Run the planned attacks and write one row per input to ``options.db``."""
-    from tqdm import tqdm
+@dataclass(frozen=True, eq=False)
+class BatchOutcome:
+    """One attack on one batch: clean predictions, per-sample status, the adversarial
+    predictions and distances of the checked points, and the points (the clean input where the
+    sample was misclassified and not attacked)."""
 
-    from robustbench_mr import load_checkpoint, load_dataset
+    clean_prediction: torch.Tensor
+    status: tuple[AttackStatus, ...]
+    adv_prediction: torch.Tensor
+    distance: torch.Tensor
+    x_adv: torch.Tensor
+
+
+def attack_batch(model: nn.Module, atk: Attack, xb: torch.Tensor, yb: torch.Tensor) -> BatchOutcome:
+    """Attack the correctly classified samples of ``xb`` and check every returned point
+    independently (:func:`validate_points`); misclassified samples are not attacked."""
+    with torch.no_grad():
+        clean_pred = model(xb).argmax(1)
+    correct = clean_pred == yb
+    status = [AttackStatus.MISCLASSIFIED] * len(yb)
+    adv_pred = clean_pred.clone().cpu()
+    dist = torch.zeros(len(yb), dtype=torch.float64)
+    points = xb.detach().clone()
+    sel = correct.nonzero().flatten()
+    if sel.numel():
+        x_adv = atk.perturb(model, xb[sel], yb[sel])
+        broken, pred_s, dist_s, pts = validate_points(model, atk, xb[sel], yb[sel], x_adv, return_points=True)
+        points[sel] = pts.to(points.device, points.dtype)
+        for k, j in enumerate(sel.tolist()):
+            status[j] = AttackStatus.BROKEN if bool(broken[k]) else AttackStatus.ROBUST
+            adv_pred[j] = pred_s[k]
+            dist[j] = dist_s[k]
+    return BatchOutcome(clean_pred.cpu(), tuple(status), adv_pred, dist, points)
+
+
+def attack(options: AttackOptions, loaded: Any = None) -> AttackSummary:
+    """Run the planned attacks and write one row per input to ``options.db``.
+
+    The model is ``options.checkpoint`` (one of our checkpoints or an ONNX file, read by
+    :func:`robustbench_mr.intake.load_model`), or the already loaded ``loaded`` (a
+    :class:`robustbench_mr.intake.LoadedModel`: how the Python API passes in-memory modules)."""
+    from robustbench_mr import load_dataset
+    from robustbench_mr.progress import Progress
+    from robustbench_mr.utils.eps import format_eps
+    from robustbench_mr.intake import load_model
     from robustbench_mr.results_db import ResultRow, ResultsDB, input_digest, options_digest
 
     jobs = plan_jobs(options)
     if options.batch_size <= 0:
         raise UserError("--batch-size must be positive")
     device = _resolve_device(options.device)
-    model, meta = load_checkpoint(options.checkpoint)
-    model = model.to(device).eval()
+    if loaded is None:
+        loaded = load_model(options.checkpoint, dataset=options.dataset)
+    model = loaded.model.to(device).eval()
     for p in model.parameters():
         p.requires_grad_(False)
-    dataset = options.dataset or meta.dataset
-    x_all, y_all = load_dataset(dataset, options.split, options.data_dir)
-    if tuple(x_all.shape[1:]) != tuple(meta.input_shape):
-        raise UserError(f"dataset {dataset!r} has inputs {tuple(x_all.shape[1:])} but the checkpoint expects {tuple(meta.input_shape)}")
+    train_config = loaded.meta.train_config if loaded.meta is not None else {}
+    dataset = options.dataset or loaded.dataset
+    from robustbench_mr.data.datasets import resolve_eval_split
+
+    split = resolve_eval_split(options.split, train_config, dataset, loaded.dataset)
+    x_all, y_all = load_dataset(dataset, split, options.data_dir)
+    if tuple(x_all.shape[1:]) != tuple(loaded.input_shape):
+        raise UserError(f"dataset {dataset!r} has inputs {tuple(x_all.shape[1:])} but the model expects {tuple(loaded.input_shape)}")
     if options.start < 0 or options.start >= len(y_all):
-        raise UserError(f"--start {options.start} is outside the {len(y_all)} {options.split} inputs")
+        raise UserError(f"--start {options.start} is outside the {len(y_all)} {split} inputs")
     stop = len(y_all) if options.n is None else min(len(y_all), options.start + options.n)
     wanted = list(range(options.start, stop))
     # what each row is computed from: a stored verdict is reused only for the very same input
@@ -242,45 +265,35 @@ def attack(options: AttackOptions) -> AttackSummary:
     with ResultsDB(options.db) as db:
         db.require_writable()  # a read-only --db stops here, before any work
         for job in jobs:
-            key = dict(kind="attack", ckpt_sha=meta.sha256, dataset=dataset, split=options.split, norm=job.norm.value, eps=job.eps, method=job.method)
+            key = dict(kind="attack", ckpt_sha=loaded.sha256, dataset=dataset, split=split, norm=job.norm.value, eps=job.eps, method=job.method)
             config_sha = options_digest(attack_config(job, options))
             kept, _stale = db.reusable_rows([s.value for s in AttackStatus], digests, config_sha, **key)
             todo = [i for i in wanted if i not in kept]
             atk = build_attack(job, options, options.batch_size)
             t_job = time.perf_counter()
-            bar = tqdm(total=len(todo), desc=f"{job.method} {job.norm.value} {job.eps:g}", disable=not show, file=sys.stderr)
-            for b in range(0, len(todo), options.batch_size):
-                idx = todo[b:b + options.batch_size]
-                xb, yb = x_all[idx].to(device), y_all[idx].to(device)
-                t0 = time.perf_counter()
-                with torch.no_grad():
-                    clean_pred = model(xb).argmax(1)
-                correct = clean_pred == yb
-                status = [AttackStatus.MISCLASSIFIED] * len(idx)
-                adv_pred = clean_pred.clone().cpu()
-                dist = torch.zeros(len(idx), dtype=torch.float64)
-                sel = correct.nonzero().flatten()
-                if sel.numel():
-                    x_adv = atk.perturb(model, xb[sel], yb[sel])
-                    broken, pred_s, dist_s = validate_points(model, atk, xb[sel], yb[sel], x_adv)
-                    for k, j in enumerate(sel.tolist()):
-                        status[j] = AttackStatus.BROKEN if bool(broken[k]) else AttackStatus.ROBUST
-                        adv_pred[j] = pred_s[k]
-                        dist[j] = dist_s[k]
-                per_input = (time.perf_counter() - t0) / len(idx)
-                rows = [
-                    ResultRow(
-                        **key, ckpt_path=str(options.checkpoint), idx=i, status=status[k].value, label=int(yb[k]),
-                        prediction=int(clean_pred[k]), seconds=per_input, seed=options.seed, solver=repr(atk),
-                        solver_version=_solver_version(job.method),
-                        details={"adv_prediction": int(adv_pred[k]), "distance": float(dist[k]), "batch_size": len(idx)},
-                        input_sha=digests[i], config_sha=config_sha,
-                    )
-                    for k, i in enumerate(idx)
-                ]
-                db.put_many(rows)
-                bar.update(len(idx))
-            bar.close()
+            bar = Progress(len(todo), f"attack {job.method} {job.norm.value} {format_eps(job.eps)}", enabled=show)
+            try:
+                for b in range(0, len(todo), options.batch_size):
+                    idx = todo[b:b + options.batch_size]
+                    xb, yb = x_all[idx].to(device), y_all[idx].to(device)
+                    t0 = time.perf_counter()
+                    out = attack_batch(model, atk, xb, yb)
+                    status, clean_pred, adv_pred, dist = out.status, out.clean_prediction, out.adv_prediction, out.distance
+                    per_input = (time.perf_counter() - t0) / len(idx)
+                    rows = [
+                        ResultRow(
+                            **key, ckpt_path=str(options.checkpoint), idx=i, status=status[k].value, label=int(yb[k]),
+                            prediction=int(clean_pred[k]), seconds=per_input, seed=options.seed, solver=repr(atk),
+                            solver_version=_solver_version(job.method),
+                            details={"adv_prediction": int(adv_pred[k]), "distance": float(dist[k]), "batch_size": len(idx)},
+                            input_sha=digests[i], config_sha=config_sha,
+                        )
+                        for k, i in enumerate(idx)
+                    ]
+                    db.put_many(rows)
+                    bar.add(status)
+            finally:
+                bar.close()
             stored = [r for r in db.rows(**key) if r.idx in set(wanted)]
             count = {s: sum(r.status == s.value for r in stored) for s in AttackStatus}
             summaries.append(
@@ -291,7 +304,8 @@ def attack(options: AttackOptions) -> AttackSummary:
                     resumed=len(kept), seconds=time.perf_counter() - t_job,
                 )
             )
-    return AttackSummary(str(options.checkpoint), meta.sha256, dataset, options.split, tuple(summaries))
+    return AttackSummary(str(options.checkpoint), loaded.sha256, dataset, split, tuple(summaries))
 
 
-__all__ = ["AttackOptions", "AttackStatus", "AttackSummary", "JobSummary", "attack", "attack_config", "plan_jobs", "validate_points"]
+__all__ = ["AttackOptions", "AttackStatus", "AttackSummary", "BatchOutcome", "JobSummary", "attack", "attack_batch", "attack_config", "plan_jobs",
+           "validate_points"]

@@ -45,7 +45,8 @@ class WassersteinAttack(Attack):
     name = "wasserstein"
     norm = Norm.WASSERSTEIN
 
-    def __init__(self, eps: float, config: WassersteinConfig = WassersteinConfig()) -> None:
+    def __init__(self, eps: float, config: WassersteinConfig = WassersteinConfig(), *, model: nn.Module | None = None) -> None:
+        self.bind(model)
         self.eps = float(eps)
         self.config = config
 

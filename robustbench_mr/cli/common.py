@@ -1,10 +1,15 @@
-"""What every CLI shares: the one-line error policy and exit codes.
+"""What every CLI shares: the one-line error policy and exit codes, and the options of every
+run command (``-v``/``-q``, ``--threads``, ``--config``, ``--print-config``: :class:`RunOptions`).
 
 Exit codes: 0 ok, 1 failure (one line on stderr, traceback only with --debug), 2 usage
 error (argparse), 130 interrupted by Ctrl-C and 143 by SIGTERM (both unwind the same way:
 results already written are kept), 141 stdout closed early (``mr-eval info ckpt.pt | head -1``:
-nothing printed on stderr). 130, 141 and 143 are the shell's 128 + SIGINT / SIGPIPE / SIGTERM,
-so ``set -o pipefail`` scripts see the same code as for any other tool cut off by ``head``.
+nothing printed on stderr). A bad ``--config`` file (unreadable, malformed, an unknown key or
+value) is a usage error too: one line, exit 2. 130, 141 and 143 are the shell's 128 + SIGINT /
+SIGPIPE / SIGTERM, so ``set -o pipefail`` scripts see the same code as for any other tool cut
+off by ``head``. SIGTERM is turned into ``Terminated`` (a KeyboardInterrupt) for the whole
+command, config merging included; forked solver children inherit that handler, so they unwind
+the same way and the parent reports 143.
 """
 
 from __future__ import annotations
@@ -16,58 +21,22 @@ import sys
 import threading
 import traceback
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from types import ModuleType
 from urllib.parse import urlsplit
 
 from robustbench_mr.errors import UserError
-from robustbench_mr.utils.eps import parse_eps
-
-
-def eps_arg(text: str) -> float:
-    """argparse type for radii: ``8/255``, ``0.031``; a bad value is a usage error (exit 2)."""
-    try:
-        return parse_eps(text)
-    except UserError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def radius_arg(text: str) -> float:
-    """argparse type for radii that may exceed 1 (L2, Wasserstein)."""
-    try:
-        return parse_eps(text, max_value=None)
-    except UserError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be positive")
-    return v
-
-
-def nonneg_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be >= 0")
-    return v
-
-
-def positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be positive")
-    return v
+from robustbench_mr.options import (  # noqa: F401 - the argparse types every command uses, re-exported
+    ConfigError,
+    add_options,
+    eps_arg,
+    nonneg_int,
+    option,
+    positive_float,
+    positive_int,
+    radius_arg,
+)
 
 
 # Address schemes the Dask client understands (distributed.comm); a bare HOST:PORT means tcp.
@@ -111,17 +80,38 @@ def scheduler_arg(text: str) -> str:
 
 
 def add_solver_options(p: argparse.ArgumentParser) -> None:
-    """``--bounds`` and ``--solver``, shared by every command that runs the exact verifier."""
-    from robustbench_mr.verifiers.choices import BOUND_METHODS, DEFAULT_BOUNDS, SOLVERS
+    """``--bounds`` and ``--solver``, shared by every command that runs the exact verifier
+    (declared once, on :class:`~robustbench_mr.verifiers.options.VerifyOptions`)."""
+    from robustbench_mr.verifiers.options import VerifyOptions
 
-    p.add_argument("--bounds", choices=BOUND_METHODS, default=DEFAULT_BOUNDS, help=f"neuron bounds (default {DEFAULT_BOUNDS})")
-    p.add_argument("--solver", choices=SOLVERS, default="highs",
-                   help="MILP solver: highs (default, in-process) or cbc / gurobi / cplex through PuLP (cbc ships with PuLP)")
+    add_options(p, VerifyOptions, only=("bounds", "solver"))
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """The options of every run command (train, verify, attack, vnnlib, vnncomp)."""
+
+    verbose: int = option(0, flag="-v", aliases=("--verbose",), action="count",
+                          help="more log lines: -v our debug lines and other libraries' info (AutoAttack's), -vv everything")
+    quiet: int = option(0, flag="-q", aliases=("--quiet",), action="count", help="fewer: -q no progress bar or status lines, -qq no warnings")
+    threads: int | None = option(None, type=positive_int, metavar="N", default_text="max(1, idle cores // jobs); OMP_NUM_THREADS if set",
+                                 help="CPU threads per process (torch, OpenMP, MKL, OpenBLAS; for parallel workers: each)")
+    config: str | None = option(None, metavar="FILE", help="read options from FILE (.yaml, .yml or .toml): each option's name is a key, "
+                                "e.g. data_dir: data; flags on the command line win over the file")
+    print_config: bool = option(False, help="print the effective options (in --config's format, YAML without it) and exit")
+
+
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    """Add :class:`RunOptions` to a run command's parser (and remember the parser, for
+    ``--config``). ``-v``/``-q`` also work before the command (``mr-eval -v verify ...``)."""
+    add_options(p, RunOptions, defaults={"verbose": argparse.SUPPRESS, "quiet": argparse.SUPPRESS})
+    p.set_defaults(_parser=p)
 
 
 def build_parser(prog: str, description: str, commands: Sequence[ModuleType]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    add_options(parser, RunOptions, only=("verbose", "quiet"))  # also after the command name
     from robustbench_mr import __version__
 
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -171,11 +161,52 @@ def _stdout_to_devnull() -> None:
         pass
 
 
+def _prepare(prog: str, parser: argparse.ArgumentParser, argv: Sequence[str] | None, args: argparse.Namespace,
+             stack: ExitStack) -> tuple[argparse.Namespace, bool]:
+    """Merge ``--config``, check required options, set up logging and threads (for as long as
+    ``stack`` is open). Returns the final arguments and whether the command is done already
+    (``--print-config``)."""
+    from robustbench_mr import options as opt
+
+    sub: argparse.ArgumentParser | None = getattr(args, "_parser", None)
+    if sub is not None and getattr(args, "config", None):
+        args = opt.merge_config(parser, sub, None if argv is None else list(argv), args.config)
+    if sub is not None and getattr(args, "print_config", False):
+        fmt = opt.config_format(args.config) if args.config else "yaml"
+        sys.stdout.write(opt.dump_config(opt.effective_config(sub, args), fmt))
+        return args, True
+    if sub is not None:
+        opt.check_required(sub, args)
+    from robustbench_mr.logging_setup import configure_logging
+
+    stack.callback(configure_logging(prog, getattr(args, "verbose", 0) or 0, getattr(args, "quiet", 0) or 0))
+    if hasattr(args, "threads"):
+        from robustbench_mr.threads import default_threads, using_threads
+
+        jobs = getattr(args, "jobs", None) or 1
+        chosen = "--threads" if args.threads is not None else "the default"
+        if args.threads is None:
+            args.threads = default_threads(jobs)
+        stack.enter_context(using_threads(args.threads))
+        import logging
+
+        logging.getLogger("robustbench_mr.cli").debug("threads %d per process (%s; jobs %d)", args.threads, chosen, jobs)
+    return args, False
+
+
 def run_main(prog: str, parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
     args = parser.parse_args(argv)
-    handler: Callable[[argparse.Namespace], int] = args.handler
     try:
-        with _sigterm_as_interrupt():
+        with _sigterm_as_interrupt(), ExitStack() as stack:
+            try:
+                args, done = _prepare(prog, parser, argv, args, stack)
+            except ConfigError as exc:
+                print(f"{prog}: error: {exc}", file=sys.stderr)
+                return 2
+            if done:
+                sys.stdout.flush()
+                return 0
+            handler: Callable[[argparse.Namespace], int] = args.handler
             code = int(handler(args) or 0)
             sys.stdout.flush()  # a closed pipe shows here, inside the handlers below, not at exit
         return code
@@ -184,7 +215,7 @@ def run_main(prog: str, parser: argparse.ArgumentParser, argv: Sequence[str] | N
         _stdout_to_devnull()
         return EXIT_BROKEN_PIPE
     except UserError as exc:
-        if args.debug:
+        if getattr(args, "debug", False):
             traceback.print_exc()
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return 1
@@ -195,7 +226,7 @@ def run_main(prog: str, parser: argparse.ArgumentParser, argv: Sequence[str] | N
         print(f"{prog}: interrupted; results written so far are kept", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, exit 1
-        if args.debug:
+        if getattr(args, "debug", False):
             traceback.print_exc()
         else:
             print(f"{prog}: internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", file=sys.stderr)

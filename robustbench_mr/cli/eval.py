@@ -7,12 +7,12 @@ from collections.abc import Sequence
 
 from robustbench_mr.cli import info
 from robustbench_mr.cli import verify as verify_cmd
-from robustbench_mr.cli import attack_cmd, report_cmd
-from robustbench_mr.cli import export_cmd, vnncomp_cmd, vnnlib_cmd
+from robustbench_mr.cli import attack_cmd, benchmark_cmd, report_cmd
+from robustbench_mr.cli import export_cmd, import_cmd, vnncomp_cmd, vnnlib_cmd
 from robustbench_mr.cli.common import build_parser, run_main
 
 # Each module adds one subcommand; adding a command touches this list and its own file.
-COMMANDS = [info, verify_cmd, attack_cmd, report_cmd, vnnlib_cmd, vnncomp_cmd, export_cmd]
+COMMANDS = [info, verify_cmd, attack_cmd, benchmark_cmd, report_cmd, vnnlib_cmd, vnncomp_cmd, export_cmd, import_cmd]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

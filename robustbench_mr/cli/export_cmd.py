@@ -63,7 +63,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
     q = sub.add_parser("export-vnnlib", help="write local-robustness properties as VNN-LIB (plus model.onnx, instances.csv)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    q.add_argument("checkpoint", help="a .pt file written by mr-train")
+    q.add_argument("checkpoint", help="a .pt checkpoint (mr-train, mr-eval import-torch) or an .onnx file")
+    q.add_argument("--dataset", default=None, help="default: the checkpoint's dataset (ONNX: the one its input shape fits)")
     q.add_argument("--eps", type=eps_arg, required=True, help="L-inf radius in pixel units, e.g. 8/255")
     q.add_argument("--index", type=_index_arg, default=[0], help="test-set indices: 0..99 (inclusive), 5 or 1,3,7 (default 0)")
     q.add_argument("--dir", required=True, help="output folder")
@@ -72,16 +73,25 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     q.set_defaults(handler=run_export_vnnlib)
 
 
-def _export_checked(checkpoint: str, onnx_path: Path) -> tuple[object, object, float]:
-    """Export and check onnxruntime against torch on random pixel inputs; returns (model, meta, max diff)."""
+def _export_checked(checkpoint: str, onnx_path: Path, dataset: str | None = None) -> tuple[object, object, float]:
+    """Export (an ONNX input: copy) and check onnxruntime against torch on random pixel inputs;
+    returns (model, the LoadedModel, max diff)."""
+    import shutil
+
     import torch
 
-    from robustbench_mr import load_checkpoint
+    from robustbench_mr.intake import ModelKind, load_model
     from robustbench_mr.verifiers.export import export_onnx
     from robustbench_mr.verifiers.onnx import onnxruntime_forward
 
-    model, meta = load_checkpoint(checkpoint)
-    export_onnx(model, tuple(meta.input_shape), onnx_path)
+    meta = load_model(checkpoint, dataset=dataset)
+    model = meta.model
+    if meta.kind is ModelKind.ONNX:  # the file itself is the exchange format: copy it, check our import of it
+        if Path(checkpoint).resolve() != onnx_path.resolve():
+            onnx_path.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(checkpoint, onnx_path)
+    else:
+        export_onnx(model, tuple(meta.input_shape), onnx_path)
     x = torch.rand((4, *meta.input_shape), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         y_torch = model(x).double().numpy()
@@ -110,7 +120,7 @@ def run_export_vnnlib(args: argparse.Namespace) -> int:
 
     out_dir = Path(args.dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    model, meta, _ = _export_checked(args.checkpoint, out_dir / "model.onnx")
+    model, meta, _ = _export_checked(args.checkpoint, out_dir / "model.onnx", args.dataset)
     x, y = load_dataset(meta.dataset, "test", args.data_dir, False)
     x = x.numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
     y = y.numpy() if isinstance(y, torch.Tensor) else np.asarray(y)

@@ -1,4 +1,6 @@
-"""``mr-eval info ckpt.pt``: print a checkpoint's metadata (a safe way to inspect a file)."""
+"""``mr-eval info FILE``: print a checkpoint's metadata, an ONNX network's shapes, or a bare
+state_dict's tensor names and shapes (what ``mr-eval import-torch --arch`` must match); a safe
+way to inspect a file (weights-only loading, nothing in it runs)."""
 
 from __future__ import annotations
 
@@ -7,17 +9,14 @@ import json
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("info", help="print a checkpoint's metadata", description=__doc__)
-    p.add_argument("checkpoint", help="a .pt file written by mr-train")
+    p = sub.add_parser("info", help="print a checkpoint's metadata (or an ONNX file's / a state_dict's shapes)", description=__doc__)
+    p.add_argument("checkpoint", help="a .pt checkpoint, an .onnx file or a torch state_dict")
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from robustbench_mr import load_checkpoint
+    from robustbench_mr.intake import describe_file
 
-    model, meta = load_checkpoint(args.checkpoint)
-    d = meta.to_dict()
-    d["sha256"] = meta.sha256
-    d["parameters"] = sum(p.numel() for p in model.parameters())
+    d = describe_file(args.checkpoint)
     print(json.dumps(d, indent=2, sort_keys=True, default=str))
     return 0

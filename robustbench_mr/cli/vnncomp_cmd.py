@@ -23,8 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from robustbench_mr.cli.common import nonneg_int, positive_float, positive_int
+from robustbench_mr.cli.common import add_run_options, nonneg_int, positive_float, positive_int
 from robustbench_mr.errors import UserError
+from robustbench_mr.options import add_options, from_args, option
+from robustbench_mr.verifiers.choices import default_jobs
 
 DECIDED = ("sat", "unsat")
 STATUSES = ("sat", "unsat", "timeout", "unknown", "error")
@@ -32,15 +34,19 @@ STATUSES = ("sat", "unsat", "timeout", "unknown", "error")
 
 @dataclass(frozen=True)
 class VnncompOptions:
-    bench_dir: Path
-    db: Path
-    jobs: int = 1
-    timeout_cap: float | None = None  # cap on each instance's own timeout
-    benchmarks: tuple[str, ...] = ()  # run only these benchmarks (folder names); empty = all
-    limit: int | None = None  # at most this many instances per benchmark (in file order)
-    out_dir: Path | None = None  # write a VNN-COMP result file per instance here
-    rerun: bool = False  # ignore decided rows in the database
-    progress: bool = True
+    """One ``mr-eval vnncomp`` run; each field is its flag, default, help and config key."""
+
+    bench_dir: Path = option(positional=True, help="a benchmark folder with instances.csv, or a folder of them")
+    db: Path = option(Path("runs/results.sqlite"), help="results database (shared with verify/attack/report)")
+    # as mr-eval verify: parallel over instances; --jobs 1 for timings comparable to VNN-COMP's (one instance at a time)
+    jobs: int = option(default_factory=default_jobs, type=positive_int, default_text="min(8, cores), as verify",
+                       help="instances solved in parallel (1: one at a time, as VNN-COMP times them)")
+    timeout_cap: float | None = option(None, type=positive_float, help="cap each instance's timeout at this many seconds")
+    benchmarks: tuple[str, ...] = option((), flag="--benchmark", metavar="NAME", default_text="all", help="run only this benchmark (folder name; repeatable)")
+    limit: int | None = option(None, type=nonneg_int, help="at most this many instances per benchmark (in file order)")
+    out_dir: Path | None = option(None, help="write a VNN-COMP result file (status + counterexample) per instance here")
+    rerun: bool = option(False, help="solve again even instances the database has decided")
+    progress: bool = option(True, cli=False, help="a bar on a terminal, status lines (logging) elsewhere")
 
 
 @dataclass(frozen=True)
@@ -172,7 +178,9 @@ def _solve(inst: Instance, timeout: float, out_dir: str | None) -> tuple[Instanc
 
     import torch
 
-    torch.set_num_threads(1)  # parallelism is over instances
+    from robustbench_mr.threads import worker_threads
+
+    torch.set_num_threads(worker_threads())  # the command's --threads (default 1 per worker: parallelism is over instances)
     from robustbench_mr.deadline import Deadline
     from robustbench_mr.verifiers.export import write_result
     from robustbench_mr.verifiers.instance_limit import instance_in_child, preload_engines, warm_network
@@ -200,9 +208,9 @@ def _solve(inst: Instance, timeout: float, out_dir: str | None) -> tuple[Instanc
 def run_vnncomp(options: VnncompOptions) -> list[Outcome]:
     """Run (or resume) the instances; every outcome is in the database when this returns."""
     from joblib import Parallel, delayed
-    from tqdm import tqdm
 
     from robustbench_mr.checkpoint import file_sha256
+    from robustbench_mr.progress import Progress
     from robustbench_mr.results_db import ResultRow, ResultsDB
 
     instances = find_instances(options.bench_dir, options.benchmarks)
@@ -258,20 +266,22 @@ def run_vnncomp(options: VnncompOptions) -> list[Outcome]:
         jobs = Parallel(n_jobs=options.jobs, return_as="generator_unordered")(
             delayed(_solve)(inst, limit_for(inst), str(options.out_dir) if options.out_dir else None) for inst in todo
         ) if todo else []
-        bar = tqdm(total=len(todo), desc="vnncomp", unit="inst", file=sys.stderr, disable=not options.progress or not sys.stderr.isatty())
-        for inst, res in jobs:
-            oc = Outcome(inst, res["status"], res["seconds"], limit_for(inst), res["message"])
-            details: dict[str, Any] = {"onnx": inst.onnx, "expected": inst.expected, "wrong": oc.wrong, "message": oc.message}
-            db.put(ResultRow(
-                kind="vnncomp", ckpt_sha=sha[inst.onnx_path], ckpt_path=str(inst.onnx_path), dataset=inst.benchmark,
-                split=inst.vnnlib, idx=0, norm="vnnlib", eps=0.0, method="milp", status=oc.status,
-                seconds=oc.seconds, timeout=oc.timeout, solver="highs", solver_version=solver_version, details=details,
-            ))
-            outcomes.append(oc)
-            bar.update(1)
-            if oc.wrong:
-                bar.write(f"WRONG ANSWER: {inst.benchmark} {inst.onnx} {inst.vnnlib}: {oc.status}, expected {inst.expected}")
-        bar.close()
+        bar = Progress(len(todo), "vnncomp", unit="instance", enabled=options.progress)
+        try:
+            for inst, res in jobs:
+                oc = Outcome(inst, res["status"], res["seconds"], limit_for(inst), res["message"])
+                details: dict[str, Any] = {"onnx": inst.onnx, "expected": inst.expected, "wrong": oc.wrong, "message": oc.message}
+                db.put(ResultRow(
+                    kind="vnncomp", ckpt_sha=sha[inst.onnx_path], ckpt_path=str(inst.onnx_path), dataset=inst.benchmark,
+                    split=inst.vnnlib, idx=0, norm="vnnlib", eps=0.0, method="milp", status=oc.status,
+                    seconds=oc.seconds, timeout=oc.timeout, solver="highs", solver_version=solver_version, details=details,
+                ))
+                outcomes.append(oc)
+                bar.update(oc.status)
+                if oc.wrong:
+                    bar.write(f"WRONG ANSWER: {inst.benchmark} {inst.onnx} {inst.vnnlib}: {oc.status}, expected {inst.expected}")
+        finally:
+            bar.close()
     order = {(i.benchmark, i.onnx, i.vnnlib): k for k, i in enumerate(instances)}
     outcomes.sort(key=lambda o: order[(o.instance.benchmark, o.instance.onnx, o.instance.vnnlib)])
     return outcomes
@@ -317,23 +327,13 @@ def format_summary(summaries: list[BenchmarkSummary], published: bool = False) -
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("vnncomp", help="run VNN-COMP benchmark folders into the results database", description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("bench_dir", help="a benchmark folder with instances.csv, or a folder of them")
-    p.add_argument("--db", default="runs/results.sqlite", help="results database (default runs/results.sqlite, shared with verify/attack/report)")
-    p.add_argument("--jobs", type=positive_int, default=1, help="instances solved in parallel (default 1)")
-    p.add_argument("--timeout-cap", type=positive_float, help="cap each instance's timeout at this many seconds")
-    p.add_argument("--benchmark", action="append", default=[], help="run only this benchmark (repeatable)")
-    p.add_argument("--limit", type=nonneg_int, help="at most this many instances per benchmark")
-    p.add_argument("--out-dir", help="write a VNN-COMP result file (status + counterexample) per instance here")
-    p.add_argument("--rerun", action="store_true", help="solve again even instances the database has decided")
+    add_options(p, VnncompOptions)  # every flag, its default and help: the fields of VnncompOptions
+    add_run_options(p)
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    opts = VnncompOptions(
-        bench_dir=Path(args.bench_dir), db=Path(args.db), jobs=args.jobs, timeout_cap=args.timeout_cap,
-        benchmarks=tuple(args.benchmark), limit=args.limit, out_dir=Path(args.out_dir) if args.out_dir else None,
-        rerun=args.rerun,
-    )
+    opts = from_args(VnncompOptions, args, progress=not getattr(args, "quiet", 0))
     outcomes = run_vnncomp(opts)
     summaries = summarize(outcomes)
     print(format_summary(summaries))

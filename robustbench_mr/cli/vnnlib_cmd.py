@@ -12,18 +12,31 @@ import argparse
 import os
 import sys
 
-from robustbench_mr.cli.common import add_solver_options, positive_float
+from dataclasses import dataclass
+
+from robustbench_mr.cli.common import add_run_options, add_solver_options, positive_float
 from robustbench_mr.errors import UserError
+from robustbench_mr.options import add_options, option
+
+
+@dataclass(frozen=True)
+class VnnlibOptions:
+    """The flags of ``mr-eval vnnlib`` (each field: flag, default, help, config key); ``--bounds``
+    and ``--solver`` are :class:`~robustbench_mr.verifiers.options.VerifyOptions`' own."""
+
+    onnx: str = option(positional=True, help="the network (.onnx)")
+    vnnlib: str = option(positional=True, help="the property (.vnnlib; sat = a counterexample exists)")
+    timeout: float = option(300.0, type=positive_float, help="seconds for the whole instance (the solver's limit is soft)")
+    out: str | None = option(None, help="write VNN-COMP's result file here (status, then the counterexample when sat)")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("vnnlib", help="decide one ONNX + VNN-LIB instance (VNN-COMP semantics)", description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("onnx", help="the network (.onnx)")
-    p.add_argument("vnnlib", help="the property (.vnnlib; sat = a counterexample exists)")
-    p.add_argument("--timeout", type=positive_float, default=300.0, help="seconds for the whole instance (default 300; the solver's limit is soft)")
+    add_options(p, VnnlibOptions, exclude=("out",))
     add_solver_options(p)
-    p.add_argument("--out", help="write VNN-COMP's result file here (status, then the counterexample when sat)")
+    add_options(p, VnnlibOptions, only=("out",))
+    add_run_options(p)
     p.set_defaults(handler=run)
 
 

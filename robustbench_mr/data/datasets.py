@@ -18,6 +18,15 @@ file.
 
 ``download=True`` fetches mnist / cifar10 through torchvision (needs the internet).
 Normalization constants are returned with the data and become the model's first layer.
+
+Splits: ``train`` and ``test`` are the standard ones. ``BASE[a:b]`` (``test[:5000]``,
+``test[5000:]``) is a contiguous slice of a standard split, Python slice rules without a step
+and without negative numbers; indices of the result restart at 0. Such a split is *not* a
+standard split, and its string travels everywhere a split does (checkpoint metadata, the
+results database's ``split`` column), so a number measured on it cannot pass for a
+standard-split figure. :func:`train_from_test` gives the documented real-image split for a
+machine that holds only the official test files: train on ``test[:K]``, evaluate on
+``test[K:]``.
 """
 
 from __future__ import annotations
@@ -36,6 +45,20 @@ import numpy as np
 import torch
 
 from robustbench_mr.errors import DatasetError, UserError
+from robustbench_mr.utils.splits import (  # noqa: F401 - re-exported: the split grammar lives beside the data
+    STANDARD_SPLITS,
+    SplitSpec,
+    canonical_split,
+    eval_split_of,
+    eval_split_warning,
+    is_standard_split,
+    parse_split,
+    resolve_eval_split,
+    split_arg,
+    split_tag,
+    splits_overlap,
+    train_from_test,
+)
 
 DIGITS_SPLIT_SEED = 0
 DIGITS_TRAIN_SIZE = 1500
@@ -72,14 +95,16 @@ def load_dataset(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Return ``(x, y)``: float32 images N x C x H x W in [0,1] and int64 labels."""
     dataset_info(name)
-    if split not in ("train", "test"):
-        raise UserError(f"unknown split {split!r}; use 'train' or 'test'")
+    spec = parse_split(split)
     if name == "digits":
-        x, y = _load_digits(split)
+        x, y = _load_digits(spec.base)
     elif name == "mnist":
-        x, y = _load_mnist(split, _require_dir(name, data_dir), download)
+        x, y = _load_mnist(spec.base, _require_dir(name, data_dir), download)
     else:
-        x, y = _load_cifar10(split, _require_dir(name, data_dir), download)
+        x, y = _load_cifar10(spec.base, _require_dir(name, data_dir), download)
+    if not spec.standard:
+        sel = spec.indices(len(y), name)
+        x, y = x[sel.start : sel.stop], y[sel.start : sel.stop]
     return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), torch.from_numpy(y.astype(np.int64))
 
 

@@ -9,6 +9,7 @@ from typing import Any
 from torch import nn
 
 from robustbench_mr.errors import UserError
+from robustbench_mr.models.layer_spec import layer_net
 from robustbench_mr.models.mlp import mlp
 from robustbench_mr.models.preact_resnet import preact_resnet18
 from robustbench_mr.models.small import small_convnet
@@ -17,11 +18,12 @@ ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     "small": small_convnet,
     "large": preact_resnet18,
     "mlp": mlp,
+    "layers": layer_net,  # a declarative layer spec string (models/layer_spec.py), for imported nets
 }
 
 
 def build_model(arch: str, **kwargs: Any) -> nn.Module:
-    """Build architecture ``arch`` (small, large, mlp) with its keyword arguments."""
+    """Build architecture ``arch`` (small, large, mlp, layers) with its keyword arguments."""
     try:
         ctor = ARCHITECTURES[arch]
     except KeyError:

@@ -1,5 +1,5 @@
-"""Pure renderers: table data -> markdown / CSV text (and CSV text -> table data, so a report
-can be re-rendered from a saved CSV). No I/O, no database access here."""
+"""Pure renderers: boards (``tables.Report``) -> markdown / CSV text, and the report CSV back to
+boards, so a report can be re-rendered from a saved CSV. No I/O, no database access here."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ import csv
 import io
 from collections.abc import Sequence
 
-from robustbench_mr.reports.tables import Figure, LeaderboardEntry, Table, TableRow
+from robustbench_mr.reports.tables import Board, BoardRow, Figure, OtherRows, Report, Setting, board_columns, eps_text, slug
 
-CSV_FIELDS = ("table", "title", "row", "source", "defense", "dataset", "ckpt_sha", "note", "column", "value", "n")
+CSV_FIELDS = ("section", "dataset", "split", "threat", "eps", "eps_text", "rank", "source", "model", "defense", "ckpt_sha", "note",
+              "column", "value", "n")
 
 
 def _md_escape(text: str) -> str:
@@ -22,75 +23,113 @@ def _md_figure(f: Figure) -> str:
     return f"{f.text} (n={f.n})" if f.n is not None else f.text
 
 
-def render_markdown(table: Table) -> str:
-    """A GitHub markdown table; our rows first, then the paper's, each figure with its n."""
-    head = ["Source", "Defense", "Dataset", *table.columns, "Note"]
-    lines = [f"### {table.title}", "", "| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
-    for r in table.rows:
-        cells = [r.source, _md_escape(r.defense), r.dataset, *(_md_figure(f) for f in r.figures), _md_escape(r.note)]
+def render_board_markdown(board: Board) -> str:
+    """One board: a heading naming its setting, then its rows in rank order, each figure with its n."""
+    head = ["#", "Source", "Model", "Defense", *board.columns, "Note"]
+    lines = [f"### {board.setting.title}", "", "| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    for r in board.rows:
+        cells = [str(r.rank), r.source, _md_escape(r.model) or "–", _md_escape(r.defense),
+                 *(_md_figure(r.cell(c)) for c in board.columns), _md_escape(r.note) or "–"]
         lines.append("| " + " | ".join(cells) + " |")
-    if not table.rows:
-        lines.append("| (no rows) |" + " |" * (len(head) - 1))
     return "\n".join(lines) + "\n"
 
 
-def render_csv(tables: Sequence[Table]) -> str:
-    """Long-format CSV: one line per figure (table, row, column, value as printed, n)."""
+def render_other_markdown(other: Sequence[OtherRows]) -> str:
+    """The rows on no board (other kinds of results), one line per group."""
+    if not other:
+        return ""
+    head = ["Kind", "Dataset / benchmark", "Norm", "Eps", "Method", "Rows", "Statuses"]
+    lines = ["### Other stored results (on no board)", "", "| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    for o in other:
+        lines.append("| " + " | ".join(_md_escape(c) for c in (o.kind, o.dataset, o.norm, eps_text(o.eps), o.method, str(o.n), o.statuses)) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def render_hidden(hidden: Sequence[Setting]) -> str:
+    """One line naming the boards a filter left out ('' when none)."""
+    if not hidden:
+        return ""
+    return f"{len(hidden)} more board(s) not shown (filtered out): " + "; ".join(s.title for s in hidden)
+
+
+def render_markdown(report: Report) -> str:
+    """Every board, then the other stored results."""
+    parts = [render_board_markdown(b) for b in report.boards]
+    other = render_other_markdown(report.other)
+    if other:
+        parts.append(other)
+    return "\n".join(parts)
+
+
+def render_csv(report: Report) -> str:
+    """Long-format CSV: one line per figure of every board row, then one per other-results group."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(CSV_FIELDS)
-    for t in tables:
-        for i, r in enumerate(t.rows):
-            for col, f in zip(t.columns, r.figures):
-                w.writerow([t.number, t.title, i, r.source, r.defense, r.dataset, r.ckpt_sha, r.note, col, f.text, "" if f.n is None else f.n])
+    for b in report.boards:
+        s = b.setting
+        for r in b.rows:
+            for col in b.columns:
+                f = r.cell(col)
+                if f.text:
+                    w.writerow(["board", s.dataset, s.split, s.threat, repr(s.eps), eps_text(s.eps), r.rank, r.source, r.model, r.defense,
+                                r.ckpt_sha, r.note, col, f.text, "" if f.n is None else f.n])
+    for o in report.other:
+        w.writerow(["other", o.dataset, "", o.norm, repr(o.eps), eps_text(o.eps), "", o.kind, "", o.method, "", "", "statuses", o.statuses, o.n])
     return buf.getvalue()
 
 
-def parse_csv(text: str) -> tuple[Table, ...]:
-    """Inverse of :func:`render_csv` (tables with no rows are not represented in the CSV)."""
+def parse_csv(text: str) -> Report:
+    """Inverse of :func:`render_csv` (up to ``hidden``, which the CSV does not carry)."""
     reader = csv.DictReader(io.StringIO(text))
     if tuple(reader.fieldnames or ()) != CSV_FIELDS:
         raise ValueError(f"not a report CSV: expected columns {', '.join(CSV_FIELDS)}")
-    tables: dict[int, dict] = {}
+    boards: dict[Setting, dict] = {}
+    other = []
     for rec in reader:
-        t = tables.setdefault(int(rec["table"]), {"title": rec["title"], "columns": [], "rows": {}})
-        if rec["column"] not in t["columns"]:
-            t["columns"].append(rec["column"])
-        row = t["rows"].setdefault(int(rec["row"]), {"meta": rec, "figures": []})
-        row["figures"].append(Figure(rec["value"], int(rec["n"]) if rec["n"] else None))
+        if rec["section"] == "other":
+            other.append(OtherRows(rec["source"], rec["dataset"], rec["threat"], float(rec["eps"]), rec["defense"], int(rec["n"]), rec["value"]))
+            continue
+        s = Setting(rec["dataset"], rec["split"], rec["threat"], float(rec["eps"]))
+        b = boards.setdefault(s, {"rows": {}})
+        row = b["rows"].setdefault(int(rec["rank"]), {"meta": rec, "cells": []})
+        row["cells"].append((rec["column"], Figure(rec["value"], int(rec["n"]) if rec["n"] else None)))
     out = []
-    for number in sorted(tables):
-        t = tables[number]
+    for s, b in boards.items():
         rows = tuple(
-            TableRow(m["source"], m["defense"], m["dataset"], m["ckpt_sha"], tuple(r["figures"]), m["note"])
-            for _, r in sorted(t["rows"].items()) for m in [r["meta"]]
+            BoardRow(m["source"], m["model"], m["defense"], m["ckpt_sha"], tuple(r["cells"]), m["note"], rank)
+            for rank, r in sorted(b["rows"].items()) for m in [r["meta"]]
         )
-        out.append(Table(number, t["title"], tuple(t["columns"]), rows))
-    return tuple(out)
+        out.append(Board(s, board_columns(rows), rows))
+    return Report(tuple(out), tuple(other))
 
 
-LEADERBOARD_COLUMNS = ("rank", "source", "defense", "dataset", "verified", "robust_pgd", "linf_aa", "l2_aa", "wasserstein", "clean", "n", "ckpt_sha")
+def leaderboard_columns(report: Report) -> tuple[str, ...]:
+    """The wide CSV's figure columns: those of any board, in the boards' order (verified, attacks,
+    robust (all attacks), clean)."""
+    return board_columns([r for b in report.boards for r in b.rows])
 
 
-def _leader_cells(rank: int, e: LeaderboardEntry) -> list[str]:
-    n = e.verified.n if e.verified.n is not None else e.robust_pgd.n if e.robust_pgd.n is not None else e.clean.n
-    return [str(rank), e.source, e.defense, e.dataset, e.verified.text, e.robust_pgd.text, e.linf_aa.text, e.l2_aa.text,
-            e.wasserstein.text, e.clean.text, "" if n is None else str(n), e.ckpt_sha]
-
-
-def render_leaderboard_csv(entries: Sequence[LeaderboardEntry]) -> str:
+def render_leaderboard_csv(report: Report) -> str:
+    """Wide CSV, one line per board row: the setting, rank, source, model, defense, then each
+    figure column and its n (``verified``, ``verified_n``, ``pgd``, ...), note and sha."""
+    cols = leaderboard_columns(report)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(LEADERBOARD_COLUMNS)
-    for i, e in enumerate(entries, start=1):
-        w.writerow(_leader_cells(i, e))
+    w.writerow(["dataset", "split", "threat", "eps", "rank", "source", "model", "defense",
+                *(x for c in cols for x in (slug(c), f"{slug(c)}_n")), "note", "ckpt_sha"])
+    for b in report.boards:
+        s = b.setting
+        for r in b.rows:
+            figs = [r.cell(c) for c in cols]
+            w.writerow([s.dataset, s.split, s.threat, eps_text(s.eps), r.rank, r.source, r.model, r.defense,
+                        *(x for f in figs for x in (f.text, "" if f.n is None else f.n)), r.note, r.ckpt_sha])
     return buf.getvalue()
 
 
-def render_leaderboard_markdown(entries: Sequence[LeaderboardEntry]) -> str:
-    head = ["#", "Source", "Defense", "Dataset", "Verified", "Robust (PGD)", "Linf AA", "L2 AA", "Wasserstein", "Clean", "n"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
-    for i, e in enumerate(entries, start=1):
-        cells = _leader_cells(i, e)[:-1]
-        lines.append("| " + " | ".join(_md_escape(c) if c else "–" for c in cells) + " |")
-    return "\n".join(lines) + "\n"
+def render_leaderboard_markdown(report: Report) -> str:
+    """The leaderboards page: one ranked board per setting, then the other stored results."""
+    intro = ("# Leaderboards\n\nOne board per (dataset, threat model, eps); rows ranked within a board by verified, "
+             "then robust (all attacks), then clean accuracy. Each figure is a percentage of the n inputs behind it; "
+             "the paper's rows (Jin & Rinard 2020, CIFAR-10 test set) appear only on the board of their setting.\n")
+    return intro + "\n" + render_markdown(report)

@@ -1,36 +1,106 @@
-"""Tables 1 and 2 as data, built from the results database (and the published rows).
+"""Leaderboards as data, RobustBench style: one board per setting (dataset, split, threat
+model, eps), built from the results database and the paper's published rows.
 
-Table 1 (L-inf, 8/255 by default): Verified / Robust (PGD) / Clean.
-Table 2: L2 0.5 AutoAttack / L-inf 8/255 AutoAttack / Wasserstein 0.1 / Clean.
+A board lists every checkpoint with verify or attack rows at its setting, and the paper's rows
+only where the setting matches theirs (CIFAR-10 test set, the table's threat model and eps);
+rows are ranked within the board only (verified, then robust under all attacks, then clean).
+Every verify / attack row of the database lands on exactly one board; rows of other kinds
+(VNN-COMP instances...) are summarized under "other stored results", so nothing stored is
+dropped silently. Rendering is in ``render.py`` (pure functions of these objects).
 
-Every figure carries the number of test inputs behind it (``n``). Definitions:
-verified = inputs with a ``verified`` verify row (any bound method) / inputs with a verify row;
-robust = ``robust`` attack rows / attack rows; clean = rows whose clean prediction equals the
-label, over all inputs behind the table row. A timeout counts as not verified.
+Every figure carries the number of test inputs behind it (``n``). Definitions, per board:
+verified = inputs with a ``verified`` verify row (any bound method) / inputs with a verify row
+(a timeout or unknown counts as not verified; the note counts them); an attack column = inputs
+left ``robust`` by that attack / inputs it was run on; robust (all attacks) = inputs that no
+attack broke / inputs any attack was run on; clean = label == clean prediction over all inputs
+behind the row.
 """
 
 from __future__ import annotations
 
 import math
-from collections import defaultdict
+import re
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 
-import pandas as pd
+from robustbench_mr.errors import UserError
+from robustbench_mr.reports.published import PAPER_DATASET, PAPER_SPLIT, PublishedRow
+from robustbench_mr.results_db import ResultRow, ResultsDB, checkpoint_model
 
-from robustbench_mr.reports.published import PublishedRow
-from robustbench_mr.results_db import ResultRow, ResultsDB
-from robustbench_mr.utils.eps import format_eps
+THREAT_ORDER = ("linf", "l2", "wasserstein")
+THREAT_NAMES = {"linf": "L-inf", "l2": "L2", "wasserstein": "Wasserstein"}
+BOARD_KINDS = ("verify", "attack")
+UNDECIDED = ("timeout", "unknown", "error")  # verify statuses that decide nothing
 
-TABLE1_COLUMNS = ("Verified", "Robust (PGD)", "Clean")
-TABLE2_COLUMNS = ("L2 AA", "Linf AA", "Wasserstein", "Clean")
+VERIFIED = "Verified"
+ROBUST = "Robust (all attacks)"
+CLEAN = "Clean"
+# attack method (results DB) -> column; a method not listed here gets a column of its own name
+ATTACK_COLUMNS = {"pgd": "PGD", "autoattack": "AutoAttack", "autoattack-plus": "AutoAttack+", "wasserstein": "Wasserstein"}
+COLUMN_ORDER = (VERIFIED, "PGD", "AutoAttack", "AutoAttack+", "Wasserstein")
 
 
-@dataclass(frozen=True)
-class ThreatSettings:
-    linf_eps: float = 8 / 255
-    l2_eps: float = 0.5
-    wasserstein_eps: float = 0.1
+def _close(a: float, b: float) -> bool:
+    return abs(a - b) <= 1e-9 * max(1.0, abs(b))
+
+
+def _shortest(value: float) -> str:
+    """The shortest decimal (up to 10 significant digits) that reads back as ``value``."""
+    for digits in range(1, 11):
+        text = f"{value:.{digits}g}"
+        if float(text) == value:
+            return text
+    return f"{value:.10g}"
+
+
+def eps_text(value: float) -> str:
+    """A radius as people write it: ``8/255`` for a multiple of 1/255, a decimal otherwise.
+
+    Multiples of 1/255 that are round decimals (k/255 with k a multiple of 51: 0.2, 0.4, ..., 1)
+    stay decimals, since that is how they are typed; ``0`` is ``0``."""
+    if value == 0:
+        return "0"
+    k = round(value * 255)
+    if k > 0 and abs(value * 255 - k) <= 1e-9 * max(1.0, k):
+        if Fraction(k, 255).denominator in (1, 5):
+            return _shortest(float(Fraction(k, 255)))
+        return f"{k}/255"
+    return _shortest(value)
+
+
+def canonical_eps(value: float) -> float:
+    """One float per radius, so that 8/255 computed two ways lands on one board."""
+    return float(f"{value:.12g}")
+
+
+@dataclass(frozen=True, order=True)
+class Setting:
+    """What a board is about: a dataset split, a threat model (norm) and a radius."""
+
+    dataset: str
+    split: str
+    threat: str
+    eps: float
+
+    def sort_key(self) -> tuple:
+        t = THREAT_ORDER.index(self.threat) if self.threat in THREAT_ORDER else len(THREAT_ORDER)
+        return (self.dataset, self.split != "test", self.split, t, self.threat, self.eps)
+
+    @property
+    def threat_name(self) -> str:
+        return THREAT_NAMES.get(self.threat, self.threat)
+
+    @property
+    def title(self) -> str:
+        split = "" if self.split == "test" else f" ({self.split} split)"
+        return f"{self.dataset}{split} · {self.threat_name} eps {eps_text(self.eps)}"
+
+    def matches(self, dataset: str | None = None, threat: str | None = None, eps: float | None = None) -> bool:
+        return ((dataset is None or dataset == self.dataset) and (threat is None or threat == self.threat)
+                and (eps is None or _close(self.eps, eps)))
 
 
 @dataclass(frozen=True)
@@ -53,27 +123,16 @@ class Figure:
             return None
         return v if math.isfinite(v) else None
 
-
-@dataclass(frozen=True)
-class TableRow:
-    source: str  # "ours" or "paper"
-    defense: str
-    dataset: str
-    ckpt_sha: str
-    figures: tuple[Figure, ...]
-    note: str = ""
-
-
-@dataclass(frozen=True)
-class Table:
-    number: int
-    title: str
-    columns: tuple[str, ...]
-    rows: tuple[TableRow, ...] = field(default_factory=tuple)
-
-
-def _close(a: float, b: float) -> bool:
-    return abs(a - b) <= 1e-9 * max(1.0, abs(b))
+    @property
+    def sort_value(self) -> float | None:
+        """For ranking only: the value, with a bound such as ``<5.0`` read as 5.0."""
+        v = self.value
+        if v is None and self.text[:1] in "<>≤≥" and self.text[1:]:
+            try:
+                v = float(self.text[1:])
+            except ValueError:
+                return None
+        return v
 
 
 @dataclass(frozen=True)
@@ -85,6 +144,7 @@ class CheckpointRows:
     dataset: str
     split: str
     rows: tuple[ResultRow, ...]
+    model: str | None = None  # model_label of the checkpoint (rows' model column, else its file)
 
     @property
     def name(self) -> str:
@@ -96,37 +156,52 @@ class CheckpointRows:
             if r.kind == kind and r.norm == norm and _close(r.eps, eps) and (methods is None or r.method in methods)
         ]
 
+    def settings(self) -> list[Setting]:
+        """The settings (norm, eps) this checkpoint has rows at."""
+        return sorted({Setting(self.dataset, self.split, r.norm, canonical_eps(r.eps)) for r in self.rows}, key=Setting.sort_key)
+
 
 def group_by_checkpoint(db: ResultsDB) -> list[CheckpointRows]:
+    """Verify and attack rows grouped by (checkpoint sha, dataset, split), with the model label:
+    the ``model`` most of its rows carry, else the checkpoint file's (when it still has that sha)."""
     groups: dict[tuple[str, str, str], list[ResultRow]] = defaultdict(list)
-    for kind in ("verify", "attack"):
+    for kind in BOARD_KINDS:
         for r in db.rows(kind=kind):
             groups[(r.ckpt_sha, r.dataset, r.split)].append(r)
     out = []
     for (sha, ds, split), rows in sorted(groups.items()):
         latest = max(rows, key=lambda r: r.created)
-        out.append(CheckpointRows(sha, latest.ckpt_path, ds, split, tuple(rows)))
+        labels = Counter(r.model for r in rows if r.model)
+        model = min(labels, key=lambda m: (-labels[m], m)) if labels else checkpoint_model(latest.ckpt_path, sha)
+        out.append(CheckpointRows(sha, latest.ckpt_path, ds, split, tuple(rows), model))
     return out
 
 
-def verified_figure(rows: list[ResultRow]) -> Figure:
+def verified_figure(rows: Iterable[ResultRow]) -> Figure:
     by_idx: dict[int, bool] = {}
     for r in rows:
         by_idx[r.idx] = by_idx.get(r.idx, False) or r.status == "verified"
     return Figure.from_counts(sum(by_idx.values()), len(by_idx))
 
 
-def attack_figure(rows: list[ResultRow]) -> tuple[Figure, str]:
+def undecided_counts(rows: Iterable[ResultRow]) -> Counter:
+    """status -> inputs that no verify method decided (timeout / unknown / error)."""
+    by_idx: dict[int, list[str]] = defaultdict(list)
+    for r in rows:
+        by_idx[r.idx].append(r.status)
+    return Counter(next(s for s in ss if s in UNDECIDED) for ss in by_idx.values() if all(s in UNDECIDED for s in ss))
+
+
+def attack_figure(rows: Iterable[ResultRow]) -> Figure:
     """Robust accuracy from attack rows; with several attacks on the same input, the input is
     robust only if no attack broke it (the strongest combined attack)."""
     by_idx: dict[int, bool] = {}
     for r in rows:
         by_idx[r.idx] = by_idx.get(r.idx, True) and r.status == "robust"
-    methods = sorted({r.method for r in rows})
-    return Figure.from_counts(sum(by_idx.values()), len(by_idx)), "+".join(methods)
+    return Figure.from_counts(sum(by_idx.values()), len(by_idx))
 
 
-def clean_figure(rows: list[ResultRow]) -> Figure:
+def clean_figure(rows: Iterable[ResultRow]) -> Figure:
     by_idx: dict[int, bool] = {}
     for r in rows:
         if r.label is not None and r.prediction is not None:
@@ -134,115 +209,192 @@ def clean_figure(rows: list[ResultRow]) -> Figure:
     return Figure.from_counts(sum(by_idx.values()), len(by_idx))
 
 
-def _aa_rows(ck: CheckpointRows, norm: str, eps: float) -> list[ResultRow]:
-    # AA+ is what the paper reports; fall back to standard AutoAttack when AA+ was not run
-    plus = ck.select("attack", norm, eps, ("autoattack-plus",))
-    return plus or ck.select("attack", norm, eps, ("autoattack",))
+def attack_column(method: str) -> str:
+    return ATTACK_COLUMNS.get(method, method)
 
 
-def table1_ours(groups: list[CheckpointRows], s: ThreatSettings) -> list[TableRow]:
-    out = []
-    for ck in groups:
-        ver = ck.select("verify", "linf", s.linf_eps)
-        pgd = ck.select("attack", "linf", s.linf_eps, ("pgd",))
-        if not ver and not pgd:
-            continue
-        pgd_fig, _ = attack_figure(pgd)
-        out.append(TableRow("ours", ck.name, ck.dataset, ck.ckpt_sha, (verified_figure(ver), pgd_fig, clean_figure(ver + pgd)), ""))
-    return out
-
-
-def table2_ours(groups: list[CheckpointRows], s: ThreatSettings) -> list[TableRow]:
-    out = []
-    for ck in groups:
-        l2, linf = _aa_rows(ck, "l2", s.l2_eps), _aa_rows(ck, "linf", s.linf_eps)
-        wass = ck.select("attack", "wasserstein", s.wasserstein_eps, ("wasserstein",))
-        if not (l2 or linf or wass):
-            continue
-        (f_l2, m_l2), (f_linf, m_linf), (f_w, _) = attack_figure(l2), attack_figure(linf), attack_figure(wass)
-        methods = sorted({m for m in (m_l2, m_linf) if m})
-        out.append(TableRow("ours", ck.name, ck.dataset, ck.ckpt_sha, (f_l2, f_linf, f_w, clean_figure(l2 + linf + wass)), "AA: " + ", ".join(methods) if methods else ""))
-    return out
-
-
-def table1_published(pub: list[PublishedRow]) -> list[TableRow]:
-    return [
-        TableRow("paper", p.defense, "cifar10", "", (Figure(p.verified_pct), Figure(p.robust_pct), Figure(p.clean_pct)), p.note)
-        for p in pub if p.table == 1
-    ]
-
-
-def table2_published(pub: list[PublishedRow]) -> list[TableRow]:
-    cols = {("l2", "0.5"): 0, ("linf", "8/255"): 1, ("wasserstein", "0.1"): 2}
-    merged: dict[str, list[str]] = {}
-    notes: dict[str, list[str]] = defaultdict(list)
-    order: list[str] = []
-    for p in pub:
-        if p.table != 2:
-            continue
-        if p.defense not in merged:
-            merged[p.defense] = ["", "", "", p.clean_pct]
-            order.append(p.defense)
-        c = cols.get((p.threat, p.eps))
-        if c is not None:
-            merged[p.defense][c] = p.robust_pct
-        notes[p.defense].append(f"{p.threat} {p.eps}: {p.attack}" + (f" ({p.note})" if p.note else ""))
-    return [TableRow("paper", d, "cifar10", "", tuple(Figure(t) for t in merged[d]), "; ".join(notes[d])) for d in order]
-
-
-def build_tables(db: ResultsDB, published: list[PublishedRow], settings: ThreatSettings = ThreatSettings()) -> tuple[Table, Table]:
-    groups = group_by_checkpoint(db)
-    e, l2, w = format_eps(settings.linf_eps), format_eps(settings.l2_eps), format_eps(settings.wasserstein_eps)
-    t1 = Table(1, f"Table 1: L-inf {e} (verified, PGD-robust and clean accuracy, %)", TABLE1_COLUMNS,
-               tuple(table1_ours(groups, settings) + table1_published(published)))
-    t2 = Table(2, f"Table 2: AutoAttack L2 {l2}, AutoAttack L-inf {e}, Wasserstein {w}, clean accuracy (%)", TABLE2_COLUMNS,
-               tuple(table2_ours(groups, settings) + table2_published(published)))
-    return t1, t2
-
-
-def table_frame(table: Table) -> pd.DataFrame:
-    """A wide DataFrame: one line per table row; each column with its ``n``."""
-    records = []
-    for r in table.rows:
-        rec = {"table": table.number, "source": r.source, "defense": r.defense, "dataset": r.dataset, "ckpt_sha": r.ckpt_sha}
-        for col, f in zip(table.columns, r.figures):
-            rec[col] = f.value
-            rec[f"{col} n"] = f.n
-        rec["note"] = r.note
-        records.append(rec)
-    return pd.DataFrame.from_records(records)
+def published_column(attack: str) -> str:
+    """The board column of a published row's attack ("AutoAttack+ (full AA+)" -> AutoAttack+)."""
+    a = attack.strip()
+    for prefix, col in (("AutoAttack+", "AutoAttack+"), ("AutoAttack", "AutoAttack"), ("PGD", "PGD"), ("Wasserstein", "Wasserstein")):
+        if a.startswith(prefix):
+            return col
+    return a or "Robust"
 
 
 @dataclass(frozen=True)
-class LeaderboardEntry:
-    source: str
-    defense: str
-    dataset: str
+class BoardRow:
+    source: str  # "ours" or "paper"
+    model: str  # architecture / training label ("" = unknown)
+    defense: str  # our checkpoint file (short sha), or the paper's defense
     ckpt_sha: str
-    verified: Figure
-    robust_pgd: Figure
-    clean: Figure
-    linf_aa: Figure
-    l2_aa: Figure
-    wasserstein: Figure
+    cells: tuple[tuple[str, Figure], ...]  # (column, figure) for the columns this row has
+    note: str = ""
+    rank: int = 0
+
+    def cell(self, column: str) -> Figure:
+        return dict(self.cells).get(column, Figure())
 
 
-def leaderboard(t1: Table, t2: Table) -> list[LeaderboardEntry]:
-    """Every Table 1 row (ours and the paper's), with Table 2 figures where the same defense
-    appears there, then the defenses only in Table 2; sorted by verified, then PGD-robust accuracy (missing values last)."""
-    t2_by_key = {(r.source, r.defense, r.ckpt_sha): r for r in t2.rows}
-    entries = []
-    for r in t1.rows:
-        other = t2_by_key.get((r.source, r.defense, r.ckpt_sha))
-        l2, linf, wass = (other.figures[0], other.figures[1], other.figures[2]) if other else (Figure(), Figure(), Figure())
-        entries.append(LeaderboardEntry(r.source, r.defense, r.dataset, r.ckpt_sha, r.figures[0], r.figures[1], r.figures[2], linf, l2, wass))
-    t1_keys = {(r.source, r.defense, r.ckpt_sha) for r in t1.rows}
-    for r in t2.rows:  # defenses that only appear in Table 2
-        if (r.source, r.defense, r.ckpt_sha) not in t1_keys:
-            entries.append(LeaderboardEntry(r.source, r.defense, r.dataset, r.ckpt_sha, Figure(), Figure(), r.figures[3], r.figures[1], r.figures[0], r.figures[2]))
+@dataclass(frozen=True)
+class Board:
+    setting: Setting
+    columns: tuple[str, ...]
+    rows: tuple[BoardRow, ...]
 
-    def key(e: LeaderboardEntry) -> tuple[float, float]:
-        v, rb = e.verified.value, e.robust_pgd.value
-        return (-(v if v is not None else -1.0), -(rb if rb is not None else -1.0))
 
-    return sorted(entries, key=key)
+@dataclass(frozen=True)
+class OtherRows:
+    """Stored rows that are on no board (other kinds, e.g. VNN-COMP instances), summarized."""
+
+    kind: str
+    dataset: str
+    norm: str
+    eps: float
+    method: str
+    n: int  # rows
+    statuses: str  # e.g. "sat 3, unsat 5"
+
+
+@dataclass(frozen=True)
+class Report:
+    boards: tuple[Board, ...]
+    other: tuple[OtherRows, ...] = ()
+    hidden: tuple[Setting, ...] = field(default=(), compare=False)  # boards left out by a filter
+
+
+def _rank_key(r: BoardRow) -> tuple:
+    def neg(f: Figure) -> float:
+        v = f.sort_value
+        return -(v if v is not None else -1.0)
+
+    robust = r.cell(ROBUST)
+    if not robust.text:  # rows with one attack column: that column
+        attacks = [f for c, f in r.cells if c not in (VERIFIED, CLEAN, ROBUST) and f.sort_value is not None]
+        robust = min(attacks, key=lambda f: f.sort_value) if attacks else Figure()
+    return (neg(r.cell(VERIFIED)), neg(robust), neg(r.cell(CLEAN)), r.source != "ours", r.defense, r.ckpt_sha)
+
+
+def board_columns(rows: Iterable[BoardRow]) -> tuple[str, ...]:
+    """A board's columns: those its rows have, verified first, the attacks, robust (all attacks), clean."""
+    present = {c for r in rows for c, _ in r.cells}
+    known = [c for c in COLUMN_ORDER if c in present]
+    extra = sorted(present - set(COLUMN_ORDER) - {ROBUST, CLEAN})
+    return tuple(known + extra + ([ROBUST] if ROBUST in present else []) + ([CLEAN] if CLEAN in present else []))
+
+
+def our_row(ck: CheckpointRows, s: Setting, flagged: Mapping[tuple[str, str, float], str] | None = None) -> BoardRow | None:
+    """The board row of one checkpoint at setting ``s`` (None when it has no rows there)."""
+    ver = ck.select("verify", s.threat, s.eps)
+    att = ck.select("attack", s.threat, s.eps)
+    if not ver and not att:
+        return None
+    cells: list[tuple[str, Figure]] = []
+    notes: list[str] = []
+    if ver:
+        cells.append((VERIFIED, verified_figure(ver)))
+        undecided = undecided_counts(ver)
+        if undecided:
+            notes.append("not decided: " + ", ".join(f"{k} {v}" for k, v in sorted(undecided.items())))
+        methods = sorted({r.method for r in ver})
+        notes.append("verify: " + "+".join(methods))
+    by_method: dict[str, list[ResultRow]] = defaultdict(list)
+    for r in att:
+        by_method[attack_column(r.method)].append(r)
+    for col in sorted(by_method):
+        cells.append((col, attack_figure(by_method[col])))
+    if len(by_method) > 1:
+        cells.append((ROBUST, attack_figure(att)))
+    cells.append((CLEAN, clean_figure(ver + att)))
+    flag = (flagged or {}).get((ck.ckpt_sha, s.threat, s.eps))
+    if flag:
+        notes.insert(0, flag)
+    return BoardRow("ours", ck.model or "", ck.name, ck.ckpt_sha, tuple(cells), "; ".join(notes))
+
+
+def _published_setting(p: PublishedRow) -> Setting:
+    from robustbench_mr.utils.eps import parse_eps
+
+    try:
+        eps = parse_eps(p.eps, max_value=None)
+    except UserError as exc:
+        raise UserError(f"published numbers: {p.defense!r} (table {p.table}): {exc}") from None
+    return Setting(PAPER_DATASET, PAPER_SPLIT, p.threat, canonical_eps(eps))
+
+
+def published_rows(pub: Iterable[PublishedRow]) -> dict[Setting, list[BoardRow]]:
+    """The paper's rows per setting; one row per (table, defense), its attack in its own column."""
+    merged: dict[Setting, dict[tuple[int, str], dict]] = defaultdict(dict)
+    for p in pub:
+        s = _published_setting(p)
+        m = merged[s].setdefault((p.table, p.defense), {"cells": {}, "notes": [], "clean": ""})
+        if p.verified_pct:
+            m["cells"][VERIFIED] = Figure(p.verified_pct)
+        if p.robust_pct:
+            m["cells"][published_column(p.attack)] = Figure(p.robust_pct)
+        if p.clean_pct:
+            m["clean"] = p.clean_pct
+        m["notes"].append(p.note)
+    out: dict[Setting, list[BoardRow]] = {}
+    for s, rows in merged.items():
+        out[s] = []
+        for (table, defense), m in rows.items():
+            cells = list(m["cells"].items()) + ([(CLEAN, Figure(m["clean"]))] if m["clean"] else [])
+            note = "; ".join([f"Table {table}"] + [n for n in m["notes"] if n])
+            out[s].append(BoardRow("paper", "", defense, "", tuple(cells), note))
+    return out
+
+
+def build_boards(groups: list[CheckpointRows], published: Iterable[PublishedRow],
+                 flagged: Mapping[tuple[str, str, float], str] | None = None) -> list[Board]:
+    """One ranked board per setting that has our rows or the paper's."""
+    ours: dict[Setting, list[BoardRow]] = defaultdict(list)
+    for ck in groups:
+        for s in ck.settings():
+            row = our_row(ck, s, flagged)
+            if row is not None:
+                ours[s].append(row)
+    paper = published_rows(published)
+    boards = []
+    for s in sorted(set(ours) | set(paper), key=Setting.sort_key):
+        rows = sorted(ours.get(s, []) + paper.get(s, []), key=_rank_key)
+        columns = board_columns(rows)
+        ranked = tuple(BoardRow(r.source, r.model, r.defense, r.ckpt_sha, tuple((c, r.cell(c)) for c in columns if c in dict(r.cells)),
+                                r.note, i) for i, r in enumerate(rows, start=1))
+        boards.append(Board(s, columns, ranked))
+    return boards
+
+
+def other_rows(rows: Iterable[ResultRow]) -> list[OtherRows]:
+    """Summaries of the rows that no board shows (kinds other than verify / attack)."""
+    by: dict[tuple[str, str, str, float, str], Counter] = defaultdict(Counter)
+    for r in rows:
+        if r.kind not in BOARD_KINDS:
+            by[(r.kind, r.dataset, r.norm, canonical_eps(r.eps), r.method)][r.status] += 1
+    return [OtherRows(k, d, nm, e, m, sum(c.values()), ", ".join(f"{s} {n}" for s, n in sorted(c.items())))
+            for (k, d, nm, e, m), c in sorted(by.items())]
+
+
+def build_report(db: ResultsDB, published: Iterable[PublishedRow], *, dataset: str | None = None, threat: str | None = None,
+                 eps: float | None = None, flagged: Mapping[tuple[str, str, float], str] | None = None,
+                 groups: list[CheckpointRows] | None = None) -> Report:
+    """Every board (or those matching ``dataset`` / ``threat`` / ``eps``; the others are listed in
+    ``hidden``) and, always, the summary of rows on no board. A filter that matches no board is a UserError
+    naming the settings that exist."""
+    groups = group_by_checkpoint(db) if groups is None else groups
+    boards = build_boards(groups, published, flagged)
+    shown = [b for b in boards if b.setting.matches(dataset, threat, eps)]
+    hidden = tuple(b.setting for b in boards if b not in shown)
+    if not shown:
+        wanted = " ".join(x for x in (f"--dataset {dataset}" if dataset else "", f"--threat {threat}" if threat else "",
+                                       f"--eps {eps_text(eps)}" if eps is not None else "") if x)
+        have = "; ".join(s.title for s in hidden) or "none"
+        raise UserError(f"no board matches {wanted or 'the filter'}; boards with results: {have}")
+    return Report(tuple(shown), tuple(other_rows(db.rows())), hidden)
+
+
+def slug(column: str) -> str:
+    """A CSV header for a column: ``AutoAttack+`` -> ``autoattack_plus``, ``Robust (all attacks)`` -> ``robust``."""
+    if column == ROBUST:
+        return "robust"
+    return re.sub(r"[^a-z0-9]+", "_", column.lower().replace("+", "_plus")).strip("_")

@@ -44,7 +44,7 @@ class Schedule:
     eps_start: float = 2 / 255
     eps_end: float = 8 / 255
     gamma_i: float = 0.4
-    gamma_h: float = 9000.0
+    gamma_h: float = 50.0  # the default of TrainConfig (small on digits); Schedule itself has no dataset
     gamma_growth: float = 10.0
 
     def _at(self, paper_epoch: float) -> float:

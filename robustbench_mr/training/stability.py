@@ -131,3 +131,31 @@ def unstable_relu_fraction(model: nn.Module, x: torch.Tensor, eps: float, batch_
         unstable += float((per_input / n_relu).sum())
         total += len(per_input)
     return unstable / total
+
+
+def collapse_warning(test_acc: float, unstable_frac: float, num_classes: int, *, uses_hamming: bool, gamma_h: float,
+                     arch: str, dataset: str) -> str | None:
+    """The warning for a finished run that ended at chance accuracy, or None.
+
+    A model at chance is useless whatever its stability, and "every ReLU stable" is a trivial
+    minimum of the Hamming term (every ReLU dead): such a model verifies at every radius and
+    must never pass silently for a robust one."""
+    if not test_acc <= 1.5 / num_classes:
+        return None
+    if uses_hamming and not unstable_frac >= 0.01:
+        from robustbench_mr.training.presets import preset_for
+
+        try:
+            preset = preset_for(arch, dataset).gamma_h
+        except Exception:  # noqa: BLE001 - an arch without a preset: no number to suggest
+            preset = None
+        if preset is None:
+            hint = "try 100x smaller"
+        elif gamma_h > preset:
+            hint = f"the {arch}/{dataset} preset uses {preset:g}"
+        else:  # the preset's own value (or less) collapsed: collapse is not monotone in gamma_H
+            hint = f"this run collapsed even at or below the {arch}/{dataset} preset's {preset:g}: try another --seed or a lower --gamma-h or --lr"
+        return (f"warning: the model collapsed (test accuracy {test_acc:.3f}, nearly every ReLU stable): "
+                f"gamma_H={gamma_h:g} is too large for this dataset/model; lower --gamma-h ({hint})")
+    return (f"warning: the model collapsed (test accuracy {test_acc:.3f}, chance level): it is not a usable classifier; "
+            "check --lr, --epochs and the regularizer weights")

@@ -22,7 +22,7 @@ import sys
 import time
 from collections.abc import Mapping
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from robustbench_mr.errors import UserError
+from robustbench_mr.options import eps_arg, nonneg_int, option, positive_float, positive_int
 from robustbench_mr.training.regularizers import (
     HammingAccumulator,
     clean_batch_statistics,
@@ -41,7 +42,7 @@ from robustbench_mr.training.regularizers import (
     pgd_linf,
 )
 from robustbench_mr.training.schedules import Schedule
-from robustbench_mr.training.stability import unstable_relu_fraction
+from robustbench_mr.training.stability import collapse_warning, unstable_relu_fraction
 
 
 class Method(str, Enum):
@@ -66,38 +67,47 @@ class Method(str, Enum):
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything that determines a run. Defaults are the ``small`` preset on digits."""
+    """Everything that determines a run. Defaults are the ``small`` preset on digits
+    (``presets.preset_config(name, dataset, ...)`` builds one for any preset and data set)."""
 
-    arch: str = "small"
-    dataset: str = "digits"
-    method: str = "mr"
-    out: str = "runs/small_digits_mr.pt"
-    epochs: int = 100
-    batch_size: int = 128
-    lr: float = 0.1  # peak of the piecewise-linear schedule
-    lr_mid: float = 0.005
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    eps: float = 8 / 255
-    eps_start: float = 2 / 255
-    gamma_i: float = 0.4
-    gamma_h: float = 9000.0
-    gamma_growth: float = 10.0
-    alpha: float = 8.0
-    pgd_steps: int = 7
-    pgd_step_size: float | None = None  # None: 2.5 * eps / steps (Madry et al.)
-    seed: int = 0
-    device: str = "auto"
-    amp: bool = False
-    channels_last: bool = False
-    augment: bool | None = None  # None: random crop + flip for cifar10 only
-    workers: int = 0  # CPU threads for torch (0: torch's default)
-    data_dir: str | None = None
-    download: bool = False
-    arch_kwargs: Mapping[str, Any] = field(default_factory=dict)
-    stability_samples: int = 1000  # test inputs for the unstable-ReLU column
-    resume: bool = False
-    quiet: bool = False
+    # Each field is also mr-train's flag, help text and config key (robustbench_mr.options);
+    # cli/train_cmd.py replaces the defaults by the preset's numbers for the chosen data set.
+    arch: str = option("small", cli=False, help="architecture (the preset's)")
+    dataset: str = option("digits", choices=("digits", "mnist", "cifar10"), help="dataset")
+    method: str = option("mr", choices=tuple(m.value for m in Method), help="mr (manifold regularization) or a baseline")
+    out: str = option("runs/small_digits_mr.pt", help="checkpoint path; the CSV log goes beside it")
+    epochs: int = option(100, type=positive_int, help="epochs (the schedules scale with it)")
+    batch_size: int = option(128, type=positive_int, help="batch size")
+    lr: float = option(0.1, type=positive_float, help="peak learning rate (reached at 40% of the run)")
+    lr_mid: float = option(0.005, type=float, help="learning rate at 80% of the run")
+    momentum: float = option(0.9, cli=False, help="SGD momentum")
+    weight_decay: float = option(5e-4, type=float, help="SGD weight decay")
+    eps: float = option(8 / 255, type=eps_arg, help="final L-inf radius in pixel units, e.g. 8/255")
+    eps_start: float = option(2 / 255, type=eps_arg, help="radius before the ramp")
+    gamma_i: float = option(0.4, type=float, help="initial intrinsic weight (x10 from 20% to 80%)")
+    # presets.preset_for("small", "digits"); the paper's CIFAR-10 9000 collapses digits
+    gamma_h: float = option(50.0, type=float, help="initial Hamming weight (x10 from 20% to 80%)")
+    gamma_growth: float = option(10.0, type=positive_float, help="growth of gamma_I and gamma_H from 20% to 80% of the run")
+    alpha: float = option(8.0, type=positive_float, help="tanh sharpness of the Hamming relaxation")
+    pgd_steps: int = option(7, type=positive_int, help="PGD steps, for --method pgd")
+    pgd_step_size: float | None = option(None, type=eps_arg, default_text="2.5*eps/steps (Madry et al.)", help="PGD step, for --method pgd")
+    seed: int = option(0, type=nonneg_int, help="seed of the initialization, the batches and the noise")
+    device: str = option("auto", help="auto (CUDA when present), cpu, cuda, cuda:1 ...")
+    amp: bool = option(False, help="bfloat16 autocast (CUDA only)")
+    channels_last: bool = option(False, help="channels_last memory format (CUDA only; for large)")
+    augment: bool | None = option(None, flag="--no-augment", action="store_const", const=False,
+                                  default_text="crop and flip for cifar10 only", help="no random crop/flip")
+    workers: int = option(0, cli=False, help="CPU threads for torch (0: torch's default; mr-train passes --threads)")
+    data_dir: str | None = option(None, help="folder with the official mnist/cifar10 files")
+    download: bool = option(False, help="fetch mnist/cifar10 through torchvision (internet)")
+    # what is trained on and what test_acc / unstable_frac are measured on (datasets.parse_split):
+    # the standard train / test, or e.g. test[:5000] / test[5000:] (datasets.train_from_test)
+    train_split: str = option("train", cli=False, help="the split trained on")
+    eval_split: str = option("test", cli=False, help="the split test_acc and unstable_frac are measured on")
+    arch_kwargs: Mapping[str, Any] = option(default_factory=dict, cli=False, help="architecture arguments")
+    stability_samples: int = option(1000, cli=False, help="test inputs for the unstable-ReLU column")
+    resume: bool = option(False, help="continue the run in --out from its last epoch")
+    quiet: bool = option(False, cli=False, help="no progress bar or per-epoch lines (mr-train -q)")
 
     def schedule(self) -> Schedule:
         return Schedule(
@@ -122,6 +132,8 @@ class TrainConfig:
 
 # Fields that may differ between a killed run and its --resume without changing the result.
 _RESUME_FREE = {"resume", "quiet", "out", "device", "workers", "data_dir", "download"}
+# Fields added after checkpoints were first written: a saved config without them had these defaults.
+_ADDED_FIELDS = {"train_split", "eval_split"}
 
 
 @dataclass(frozen=True)
@@ -139,6 +151,7 @@ class EpochLog:
     test_acc: float
     unstable_frac: float
     seconds: float
+    train_seconds: float = math.nan  # the SGD steps alone (seconds minus the end-of-epoch evaluation); NaN in older logs
 
 
 CSV_FIELDS = list(EpochLog.__dataclass_fields__)
@@ -185,6 +198,12 @@ def validate_config(config: TrainConfig) -> Method:
     if config.arch not in ARCHITECTURES:
         raise UserError(f"unknown architecture {config.arch!r}; known: {', '.join(sorted(ARCHITECTURES))}")
     dataset_info(config.dataset)
+    from robustbench_mr.utils.splits import parse_split, splits_overlap
+
+    parse_split(config.train_split), parse_split(config.eval_split)
+    if splits_overlap(config.train_split, config.eval_split):
+        raise UserError(f"the training split {config.train_split} overlaps the evaluation split {config.eval_split}; "
+                        "held-out figures need disjoint splits (e.g. --train-from-test 5000: test[:5000] / test[5000:])")
     checks = [
         (config.epochs >= 1, "--epochs must be >= 1"),
         (config.batch_size >= 1, "--batch-size must be >= 1"),
@@ -347,7 +366,7 @@ def _read_csv(path: Path, upto_epoch: int) -> list[EpochLog]:
     with open(path, newline="") as fh:
         for r in csv.DictReader(fh):
             if int(r["epoch"]) <= upto_epoch:
-                rows.append(EpochLog(epoch=int(r["epoch"]), **{k: float(r[k]) for k in CSV_FIELDS if k != "epoch"}))
+                rows.append(EpochLog(epoch=int(r["epoch"]), **{k: float(r.get(k) or "nan") for k in CSV_FIELDS if k != "epoch"}))
     return rows
 
 
@@ -378,8 +397,8 @@ def train(config: TrainConfig) -> TrainResult:
     csv_path = config.csv_path()
 
     _seed_everything(config.seed)
-    x_train, y_train = load_dataset(config.dataset, "train", config.data_dir, config.download)
-    x_test, y_test = load_dataset(config.dataset, "test", config.data_dir, config.download)
+    x_train, y_train = load_dataset(config.dataset, config.train_split, config.data_dir, config.download)
+    x_test, y_test = load_dataset(config.dataset, config.eval_split, config.data_dir, config.download)
     meta0 = metadata_for(config.arch, config.dataset, dict(config.arch_kwargs))
     model = build_model(config.arch, input_shape=meta0.input_shape, num_classes=meta0.num_classes, mean=list(meta0.mean), std=list(meta0.std), **dict(config.arch_kwargs))
     model = model.to(device)
@@ -399,7 +418,9 @@ def train(config: TrainConfig) -> TrainResult:
         payload = read_checkpoint_payload(out)
         saved_cfg = payload["metadata"].get("train_config", {})
         mine = {k: v for k, v in _plain(config.to_dict()).items() if k not in _RESUME_FREE}
-        theirs = {k: v for k, v in saved_cfg.items() if k not in _RESUME_FREE}
+        # a key the saved run predates had its default then (e.g. train_split / eval_split)
+        added = {k: v for k, v in _plain(TrainConfig().to_dict()).items() if k in _ADDED_FIELDS}
+        theirs = {k: v for k, v in {**added, **saved_cfg}.items() if k not in _RESUME_FREE}
         diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
         if diff:
             raise UserError(f"--resume: {out} was trained with different settings ({', '.join(diff)}); use the same flags or a new --out")
@@ -418,7 +439,11 @@ def train(config: TrainConfig) -> TrainResult:
     steps_per_epoch = math.ceil(n / config.batch_size)
     x_stab = x_test[: config.stability_samples]
     autocast = torch.autocast(device_type="cuda", dtype=torch.bfloat16) if config.amp else None
-    progress = _progress_factory(config.quiet)
+    from robustbench_mr.progress import Progress
+
+    # one status for the whole run: a bar on a terminal, a line at least every 10 s elsewhere (at batch ends)
+    bar = Progress((config.epochs - start_epoch) * steps_per_epoch, f"train {config.arch} {method.value}", unit="batch",
+                   enabled=not config.quiet, heartbeat=False)
 
     for epoch in range(start_epoch, config.epochs):
         t0 = time.perf_counter()
@@ -427,7 +452,6 @@ def train(config: TrainConfig) -> TrainResult:
         sums = {"loss": 0.0, "ce": 0.0, "intrinsic": 0.0, "hamming": 0.0}
         correct = 0
         settings = None
-        bar = progress(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{config.epochs} {method.value}")
         for step in range(steps_per_epoch):
             idx = perm[step * config.batch_size : (step + 1) * config.batch_size]
             xb, yb = x_train[idx].to(device, non_blocking=True), y_train[idx].to(device, non_blocking=True)
@@ -445,9 +469,9 @@ def train(config: TrainConfig) -> TrainResult:
             for k in sums:
                 sums[k] += getattr(parts, k) * len(idx)
             correct += parts.correct
-            bar.update(1)
-            bar.set_postfix(loss=f"{parts.loss:.3f}", eps=f"{settings.eps * 255:.2f}/255")
-        bar.close()
+            bar.set_postfix(epoch=f"{epoch + 1}/{config.epochs}", loss=f"{parts.loss:.3f}", eps=f"{settings.eps * 255:.2f}/255")
+            bar.update()
+        train_seconds = time.perf_counter() - t0
         assert settings is not None
         model.eval()
         test_acc = clean_accuracy(model, x_test, y_test, device)
@@ -466,9 +490,13 @@ def train(config: TrainConfig) -> TrainResult:
             test_acc=test_acc,
             unstable_frac=unstable,
             seconds=time.perf_counter() - t0,
+            train_seconds=train_seconds,
         )
         history.append(row)
         metrics = {"train_acc": row.train_acc, "test_acc": row.test_acc, "unstable_frac": row.unstable_frac, "eps": row.eps}
+        if collapse_warning(row.test_acc, row.unstable_frac, int(meta0.num_classes), uses_hamming=method.uses_hamming,
+                            gamma_h=config.gamma_h, arch=config.arch, dataset=config.dataset):
+            metrics["collapsed"] = 1.0  # travels with the checkpoint: evaluations can say so
         meta = metadata_for(config.arch, config.dataset, dict(config.arch_kwargs), train_config=_plain(config.to_dict()), metrics=metrics, epoch=epoch + 1)
         extra = {"optimizer": optimizer.state_dict(), "epoch": epoch + 1, "rng": _rng_state(data_gen, noise_gen)}
         # CSV first, then the checkpoint: a kill between the two leaves a CSV row that the
@@ -476,24 +504,24 @@ def train(config: TrainConfig) -> TrainResult:
         _write_csv(csv_path, history)
         save_checkpoint(out, model, meta, extra)
         if not config.quiet:
-            print(
+            bar.echo(
                 f"epoch {row.epoch}: loss {row.loss:.4f} (ce {row.ce:.4f}, intr {row.intrinsic:.4f}, ham {row.hamming:.2e}) "
-                f"train {row.train_acc:.3f} test {row.test_acc:.3f} unstable {row.unstable_frac:.3f} eps {row.eps * 255:.2f}/255",
-                file=sys.stderr,
+                f"train {row.train_acc:.3f} test {row.test_acc:.3f} unstable {row.unstable_frac:.3f} eps {row.eps * 255:.2f}/255"
             )
+    bar.close()
     if hamming is not None:
         hamming.remove()
     num_classes = int(meta0.num_classes)
-    if history and method.uses_hamming and history[-1].test_acc <= 1.5 / num_classes and history[-1].unstable_frac < 0.01:
-        # All ReLUs dead is a trivial minimum of the Hamming term; say so instead of leaving
-        # a "perfectly stable" useless model to be verified.
-        print(
-            f"warning: the model collapsed (test accuracy {history[-1].test_acc:.3f}, nearly every ReLU stable): "
-            f"gamma_H={config.gamma_h} is too large for this dataset/model; lower --gamma-h (e.g. 50 for small on digits)",
-            file=sys.stderr,
-        )
+    warning = None
+    if history:
+        warning = collapse_warning(history[-1].test_acc, history[-1].unstable_frac, num_classes, uses_hamming=method.uses_hamming,
+                                   gamma_h=config.gamma_h, arch=config.arch, dataset=config.dataset)
+    if warning:
+        print(warning, file=sys.stderr)
     last = history[-1] if history else None
     metrics = {"train_acc": last.train_acc, "test_acc": last.test_acc, "unstable_frac": last.unstable_frac} if last else {}
+    if warning:
+        metrics["collapsed"] = 1.0
     return TrainResult(checkpoint=out, csv=csv_path, epochs_run=config.epochs - start_epoch, metrics=metrics, history=tuple(history))
 
 
@@ -502,16 +530,3 @@ def _plain(d: dict[str, Any]) -> dict[str, Any]:
 
     return plain_data(d)
 
-
-class _NoBar:
-    def update(self, n: int = 1) -> None: ...
-    def set_postfix(self, **kw: Any) -> None: ...
-    def close(self) -> None: ...
-
-
-def _progress_factory(quiet: bool) -> Any:
-    if quiet or not sys.stderr.isatty():
-        return lambda **kw: _NoBar()
-    from tqdm import tqdm
-
-    return lambda **kw: tqdm(leave=False, file=sys.stderr, **kw)

@@ -251,8 +251,8 @@ def build_milp_model(network: Network, bounds: Bounds, lower: np.ndarray, upper:
     return MilpModel(A, row_lo, row_hi, lb, ub, integer, input_cols, layer_cols, binary_cols, t_col, n, binaries, clause, network, dropped, col_scale)
 
 
-def build_clause_milp(network: Network, bounds: Bounds, lower: np.ndarray, upper: np.ndarray, clause: Clause, t_upper: float = np.inf) -> ClauseMilp:
-    m = build_milp_model(network, bounds, lower, upper, clause, t_upper)
+def highs_model(m: MilpModel) -> highspy.Highs:
+    """A HiGHS instance holding model ``m`` (maximize t), checked entry by entry."""
     A, n = m.A, m.num_cols
     h = quiet_highs()
     h.setOptionValue("output_flag", False)
@@ -270,8 +270,13 @@ def build_clause_milp(network: Network, bounds: Bounds, lower: np.ndarray, upper
         raise MilpError(f"HiGHS holds {h.getNumRow()} rows / {h.getNumNz()} nonzeros, expected {nrows} / {A.nnz}")
     _ok(h.changeColCost(m.t_col, 1.0), "the objective")
     _ok(h.changeObjectiveSense(highspy.ObjSense.kMaximize), "the objective sense")
+    return h
+
+
+def build_clause_milp(network: Network, bounds: Bounds, lower: np.ndarray, upper: np.ndarray, clause: Clause, t_upper: float = np.inf) -> ClauseMilp:
+    m = build_milp_model(network, bounds, lower, upper, clause, t_upper)
     fields = {f: getattr(m, f) for f in MilpModel.__dataclass_fields__}
-    return ClauseMilp(**fields, highs=h)
+    return ClauseMilp(**fields, highs=highs_model(m))
 
 
 class MilpOutcome(Enum):

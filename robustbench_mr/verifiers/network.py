@@ -38,6 +38,9 @@ class Affine:
     def out_features(self) -> int:
         return int(self.weight.shape[0])
 
+    def __repr__(self) -> str:
+        return f"Affine({self.in_features} -> {self.out_features})"
+
     def then(self, other: "Affine") -> "Affine":
         """The composition other(self(x))."""
         return Affine(other.weight @ self.weight, other.weight @ self.bias + other.bias)
@@ -62,6 +65,13 @@ class Network:
                 raise ValueError("Network layers must alternate Affine and ReLU (compose affine maps first)")
         if self.layers[0].in_features != prod(self.input_shape):
             raise ValueError(f"first layer takes {self.layers[0].in_features} inputs, shape {self.input_shape} has {prod(self.input_shape)}")
+
+    def __repr__(self) -> str:
+        """Shapes, not weights: ``Network(input_shape=(1, 28, 28), 784 -> relu 100 -> 10, source='m.onnx')``."""
+        widths = " -> ".join(f"relu {w}" for w in self.relu_widths)
+        body = f"{self.num_inputs} -> {widths + ' -> ' if widths else ''}{self.num_outputs}"
+        src = f", source={self.source!r}" if self.source else ""
+        return f"Network(input_shape={tuple(self.input_shape)}, {body}{src})"
 
     @property
     def affines(self) -> list[Affine]:

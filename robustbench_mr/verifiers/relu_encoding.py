@@ -118,3 +118,30 @@ class ColumnAllocator:
         self.integer.append(np.full(lb.size, integer))
         self.count += lb.size
         return ids
+
+
+def encode_relu_columns(rows: SparseRows, in_cols: np.ndarray, out_cols: np.ndarray, lower: np.ndarray, upper: np.ndarray,
+                        new_col: "ColumnAllocator") -> int:
+    """Encode out = relu(in) between existing columns (the graph MILP, where the
+    pre-activation has its own column): inactive neurons need no row (their output column is
+    fixed to 0 by its bounds, set by the caller), active ones one equality, unstable ones a
+    binary and the three big-M rows above. Returns the number of binaries."""
+    phase = relu_phases(lower, upper)
+    act = np.nonzero(phase == 1)[0]
+    if act.size:
+        ids = rows.add_block(np.zeros((act.size, 0)), np.zeros(0, dtype=np.int64), np.zeros(act.size), np.zeros(act.size))
+        rows.add_entries(np.concatenate([ids, ids]), np.concatenate([out_cols[act], in_cols[act]]), np.concatenate([np.ones(act.size), -np.ones(act.size)]))
+    uns = np.nonzero(phase == 2)[0]
+    if uns.size:
+        l, u = lower[uns], upper[uns]
+        d = new_col(np.zeros(uns.size), np.ones(uns.size), integer=True)
+        o, z = out_cols[uns], in_cols[uns]
+        none = np.zeros((uns.size, 0))
+        empty = np.zeros(0, dtype=np.int64)
+        ids = rows.add_block(none, empty, np.zeros(uns.size), np.full(uns.size, np.inf))  # a - z >= 0
+        rows.add_entries(np.concatenate([ids, ids]), np.concatenate([o, z]), np.concatenate([np.ones(uns.size), -np.ones(uns.size)]))
+        ids = rows.add_block(none, empty, np.full(uns.size, -np.inf), -l)  # a - z - l d <= -l
+        rows.add_entries(np.concatenate([ids, ids, ids]), np.concatenate([o, z, d]), np.concatenate([np.ones(uns.size), -np.ones(uns.size), -l]))
+        ids = rows.add_block(none, empty, np.full(uns.size, -np.inf), np.zeros(uns.size))  # a - u d <= 0
+        rows.add_entries(np.concatenate([ids, ids]), np.concatenate([o, d]), np.concatenate([np.ones(uns.size), -u]))
+    return int(uns.size)

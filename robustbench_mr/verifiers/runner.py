@@ -42,69 +42,21 @@ import torch
 from torch import nn
 
 from robustbench_mr.errors import UserError
-from robustbench_mr.verifiers.bounds import BOUND_METHODS, DEFAULT_BOUNDS, interval_bounds
-from robustbench_mr.verifiers.milp import SOLVERS
+from robustbench_mr.verifiers.bounds import BOUND_METHODS, DEFAULT_BOUNDS, interval_bounds  # noqa: F401 - names re-exported
+from robustbench_mr.verifiers.milp import SOLVERS  # noqa: F401 - re-exported
 from robustbench_mr.verifiers.network import Network
 from robustbench_mr.verifiers.property import robustness_property
 from robustbench_mr.verifiers.solve import PropertyStatus, check_property
 from robustbench_mr.verifiers.status import DECIDED, VerifyResult, VerifyStatus
 
 from robustbench_mr.verifiers.choices import BACKENDS, default_jobs  # noqa: E402,F401 - re-exported
-METHOD_PREFIX = "milp"
+# declared in a module without engine imports, so that the CLI builds its parser from it
+from robustbench_mr.verifiers.options import METHOD_PREFIX, VerifyOptions  # noqa: E402,F401 - re-exported
 # Test hook, for the tests only: "IDX" makes the worker process that starts input IDX exit at
 # once (os._exit(1), as if killed), on every attempt; "IDX:ATTEMPT" only on that attempt (1: in
 # the parallel run, 2: the retry alone). Read in the parent and passed to the workers, so it
 # never fires in the parent process (nor with --jobs 1).
 KILL_WORKER_ENV = "ROBUSTBENCH_MR_TEST_KILL_WORKER"
-
-
-@dataclass(frozen=True)
-class VerifyOptions:
-    checkpoint: str
-    eps: float
-    dataset: str | None = None  # default: the checkpoint's
-    data_dir: str | None = None
-    split: str = "test"
-    n: int = 1000
-    start: int = 0
-    jobs: int = field(default_factory=default_jobs)
-    timeout: float = 120.0
-    bounds: str = DEFAULT_BOUNDS
-    db: str = "runs/results.sqlite"
-    seed: int = 0
-    solver: str = "highs"
-    backend: str = "loky"
-    scheduler: str | None = None
-    pgd_steps: int = 20
-    pgd_restarts: int = 1
-    progress: bool = True
-
-    def __post_init__(self) -> None:
-        if self.bounds not in BOUND_METHODS:
-            raise UserError(f"--bounds {self.bounds!r}: choose one of {', '.join(BOUND_METHODS)}")
-        if self.solver not in SOLVERS:
-            raise UserError(f"--solver {self.solver!r}: choose one of {', '.join(SOLVERS)}")
-        from robustbench_mr.verifiers.pulp_solver import check_available
-
-        check_available(self.solver)  # a one-line error when cbc / gurobi / cplex is not installed
-        if self.backend not in BACKENDS:
-            raise UserError(f"--backend {self.backend!r}: choose loky or dask")
-        if self.backend == "dask" and not self.scheduler:
-            raise UserError("--backend dask needs --scheduler tcp://HOST:PORT (the Dask scheduler address)")
-        if self.scheduler is not None:
-            from robustbench_mr.cli.common import scheduler_address_problem, scheduler_usage
-
-            if problem := scheduler_address_problem(self.scheduler):
-                raise UserError(f"--scheduler {scheduler_usage(self.scheduler, problem)}")
-        if not 0.0 <= self.eps <= 1.0:
-            raise UserError(f"--eps {self.eps}: must lie in [0, 1] (pixel units)")
-        if self.timeout <= 0 or self.n <= 0 or self.start < 0 or self.jobs <= 0:
-            raise UserError("--timeout, --n and --jobs must be positive and --start non-negative")
-
-    @property
-    def method(self) -> str:
-        # highs keeps the historical key; other solvers get their own rows (and resume separately)
-        return f"{METHOD_PREFIX}-{self.bounds}" + ("" if self.solver == "highs" else f"-{self.solver}")
 
 
 @dataclass(frozen=True)
@@ -141,8 +93,9 @@ class VerifySummary:
         return lines
 
 
-def _pgd(model: nn.Module, x: torch.Tensor, label: int, eps: float, steps: int, restarts: int, seed: int) -> torch.Tensor:
-    """Best margin-maximizing L-inf PGD point (float64); cheap falsification and warm start."""
+def _pgd(model: nn.Module, x: torch.Tensor, label: int, eps: float, steps: int, restarts: int, seed: int, deadline: Any = None) -> torch.Tensor:
+    """Best margin-maximizing L-inf PGD point (float64); cheap falsification and warm start
+    (stops early, with the best point so far, once ``deadline`` has passed)."""
     gen = torch.Generator().manual_seed(seed)
     lo, hi = (x - eps).clamp(0, 1), (x + eps).clamp(0, 1)
     best, best_margin = x.clone(), -float("inf")
@@ -158,7 +111,7 @@ def _pgd(model: nn.Module, x: torch.Tensor, label: int, eps: float, steps: int, 
             margin = other.max() - out[label]
             if margin.item() > best_margin:
                 best_margin, best = margin.item(), xa.detach().clone()
-            if margin.item() >= 0:
+            if margin.item() >= 0 or deadline is not None and deadline.expired():
                 return best
             (g,) = torch.autograd.grad(margin, xa)
             xa = torch.max(torch.min(xa.detach() + alpha * g.sign(), hi), lo)
@@ -185,7 +138,9 @@ _LABEL_ARG = 4  # position of ``label`` in verify_one's arguments
 def verify_one(model64: nn.Module, network: Network, idx: int, x: np.ndarray, label: int, eps: float, timeout: float, bounds: str,
                pgd_steps: int, pgd_restarts: int, seed: int, solver: str = "highs") -> VerifyResult:
     """Decide one input (runs in a worker; never raises: failures become ``error``)."""
-    torch.set_num_threads(1)
+    from robustbench_mr.threads import worker_threads
+
+    torch.set_num_threads(worker_threads())  # the command's --threads (default 1: parallelism is over inputs)
     start = time.perf_counter()
     try:
         xt = torch.from_numpy(np.asarray(x, dtype=np.float64)).reshape(network.input_shape)
@@ -194,6 +149,8 @@ def verify_one(model64: nn.Module, network: Network, idx: int, x: np.ndarray, la
         if pred != label:
             return VerifyResult(idx, label, pred, VerifyStatus.MISCLASSIFIED, time.perf_counter() - start)
         prop = robustness_property(np.asarray(x).reshape(-1), label, eps, network.num_outputs)
+        if not isinstance(network, Network):  # the graph form (residual / pooled nets)
+            return _verify_one_graph(model64, network, idx, x, xt, label, pred, prop, eps, timeout, bounds, pgd_steps, pgd_restarts, seed, solver, start)
         # interval bounds first: nearly free, and they alone prove many inputs of certifiably
         # trained nets, which then need no attack at all
         ib = interval_bounds(network, prop.lower, prop.upper)
@@ -216,6 +173,32 @@ def verify_one(model64: nn.Module, network: Network, idx: int, x: np.ndarray, la
         return VerifyResult(idx, label, pred, status, time.perf_counter() - start, False, message=r.message, **stats)
     except Exception as exc:  # noqa: BLE001 - one input's failure is recorded, the run goes on
         return VerifyResult(idx, label, -1, VerifyStatus.ERROR, time.perf_counter() - start, message=f"{type(exc).__name__}: {exc}")
+
+
+def _verify_one_graph(model64: nn.Module, graph: Any, idx: int, x: np.ndarray, xt: torch.Tensor, label: int, pred: int, prop: Any, eps: float,
+                      timeout: float, bounds: str, pgd_steps: int, pgd_restarts: int, seed: int, solver: str, start: float) -> VerifyResult:
+    """``verify_one`` on the graph form: interval bounds, PGD, then the graph decision
+    (CROWN, alpha-CROWN, the graph MILP on small nets; ``decide_graph.py``), one deadline."""
+    from robustbench_mr.deadline import Deadline
+    from robustbench_mr.verifiers.decide_graph import check_graph_property
+
+    deadline = Deadline(timeout, start)
+    first = check_graph_property(graph, prop, deadline, bounds="interval")
+    if first.status is PropertyStatus.UNSAT:
+        return VerifyResult(idx, label, pred, VerifyStatus.VERIFIED, time.perf_counter() - start, False, first.unstable_relus, 0, "interval",
+                            message=first.message)
+    x_pgd = _pgd(model64, xt, label, eps, pgd_steps, pgd_restarts, seed + idx, deadline).reshape(-1).numpy()
+    if confirm_counterexample(model64, graph, x, x_pgd, label, eps):
+        return VerifyResult(idx, label, pred, VerifyStatus.FALSIFIED, time.perf_counter() - start, True, message="PGD", counterexample=x_pgd)
+    r = check_graph_property(graph, prop, deadline, bounds=bounds, solver=solver)
+    stats = dict(unstable_relus=r.unstable_relus, binaries=r.binaries, bound_method=r.bound_method, dual_bound=r.dual_bound)
+    if r.status is PropertyStatus.SAT:
+        if r.counterexample is not None and confirm_counterexample(model64, graph, x, r.counterexample, label, eps):
+            return VerifyResult(idx, label, pred, VerifyStatus.FALSIFIED, time.perf_counter() - start, False, message=r.message, counterexample=r.counterexample, **stats)
+        return VerifyResult(idx, label, pred, VerifyStatus.UNKNOWN, time.perf_counter() - start, False, message="counterexample not confirmed by the torch float64 model: " + r.message, **stats)
+    status = {PropertyStatus.UNSAT: VerifyStatus.VERIFIED, PropertyStatus.TIMEOUT: VerifyStatus.TIMEOUT,
+              PropertyStatus.ERROR: VerifyStatus.ERROR, PropertyStatus.UNKNOWN: VerifyStatus.UNKNOWN}[r.status]
+    return VerifyResult(idx, label, pred, status, time.perf_counter() - start, False, message=r.message, **stats)
 
 
 @dataclass(frozen=True)
@@ -342,6 +325,18 @@ def _run_parallel(options: VerifyOptions, todo: list[int], args_of: Callable[[in
     return deaths
 
 
+def run_inputs(options: VerifyOptions, todo: list[int], args_of: Callable[[int], tuple], record: Callable[[VerifyResult], None],
+               written: Callable[[int], bool], tick: Callable[[], None]) -> _Deaths:
+    """``verify_one(*args_of(i))`` for every ``i`` in ``todo``, each result handed to ``record``
+    as it arrives: in this process with ``jobs == 1`` (loky), else in parallel (``_run_parallel``)."""
+    if options.jobs == 1 and options.backend == "loky":
+        for i in todo:
+            record(verify_one(*args_of(i)))
+            tick()
+        return _Deaths()
+    return _run_parallel(options, todo, args_of, record, written, tick)
+
+
 def _result_from_row(row) -> VerifyResult:  # noqa: ANN001 - a ResultRow
     d = row.details
     return VerifyResult(row.idx, row.label if row.label is not None else -1, row.prediction if row.prediction is not None else -1, VerifyStatus(row.status),
@@ -368,29 +363,33 @@ def _parallel_context(options: VerifyOptions):  # noqa: ANN202
     return parallel_config(backend="loky", n_jobs=options.jobs)
 
 
-def verify(options: VerifyOptions) -> VerifySummary:
-    from tqdm import tqdm
-
-    from robustbench_mr.checkpoint import load_checkpoint
+def verify(options: VerifyOptions, loaded: Any = None) -> VerifySummary:
+    """Verify ``options.checkpoint`` (one of our checkpoints or an ONNX file, read by
+    :func:`robustbench_mr.intake.load_model`), or the already loaded ``loaded`` (a
+    :class:`robustbench_mr.intake.LoadedModel`: how the Python API passes in-memory modules)."""
     from robustbench_mr.data.datasets import load_dataset
+    from robustbench_mr.intake import load_model
+    from robustbench_mr.progress import Progress
     from robustbench_mr.results_db import ResultRow, ResultsDB, input_digest
-    from robustbench_mr.verifiers.torch_import import from_torch
-    model, meta = load_checkpoint(options.checkpoint)
-    dataset = options.dataset or meta.dataset
-    x_all, y_all = load_dataset(dataset, options.split, options.data_dir, False)
-    if tuple(x_all.shape[1:]) != tuple(meta.input_shape):
-        raise UserError(f"dataset {dataset} has inputs {tuple(x_all.shape[1:])}, the checkpoint expects {tuple(meta.input_shape)}: pass the right --dataset")
+    if loaded is None:
+        loaded = load_model(options.checkpoint, dataset=options.dataset)
+    train_config = loaded.meta.train_config if loaded.meta is not None else {}
+    dataset = options.dataset or loaded.dataset
+    from robustbench_mr.data.datasets import resolve_eval_split, split_tag
+
+    split = resolve_eval_split(options.split, train_config, dataset, loaded.dataset)
+    x_all, y_all = load_dataset(dataset, split, options.data_dir, False)
+    if tuple(x_all.shape[1:]) != tuple(loaded.input_shape):
+        raise UserError(f"dataset {dataset} has inputs {tuple(x_all.shape[1:])}, the model expects {tuple(loaded.input_shape)}: pass the right --dataset")
     if options.start >= len(x_all):
-        raise UserError(f"--start {options.start}: the {dataset} {options.split} split has only {len(x_all)} inputs")
+        raise UserError(f"--start {options.start}: the {dataset} {split} split has only {len(x_all)} inputs")
     stop = min(len(x_all), options.start + options.n)
-    network = from_torch(model, tuple(meta.input_shape), source=options.checkpoint)
-    model64 = model.double().eval()
-    for p in model64.parameters():
-        p.requires_grad_(False)
+    network = loaded.verifier_network()
+    model64 = loaded.float64_model()
 
     db_path = Path(options.db)
     cex_dir = db_path.parent / "counterexamples"
-    key = dict(kind="verify", ckpt_sha=meta.sha256, dataset=dataset, split=options.split, norm="linf", eps=float(options.eps), method=options.method)
+    key = dict(kind="verify", ckpt_sha=loaded.sha256, dataset=dataset, split=split, norm="linf", eps=float(options.eps), method=options.method)
     from robustbench_mr.verifiers.pulp_solver import solver_version as _solver_version
 
     solver_version = _solver_version(options.solver)  # e.g. "HiGHS 1.16.0 (highspy)", "CBC 2.10.3 (PuLP 3.3.2)"
@@ -409,27 +408,22 @@ def verify(options: VerifyOptions) -> VerifySummary:
                            dual_bound=r.dual_bound, message=r.message)
             if r.counterexample is not None:
                 cex_dir.mkdir(parents=True, exist_ok=True)
-                f = cex_dir / f"{meta.sha256[:16]}_{dataset}_{options.split}_{r.idx}_eps{options.eps:.6g}.npy"
+                f = cex_dir / f"{loaded.sha256[:16]}_{dataset}_{split_tag(split)}_{r.idx}_eps{options.eps:.6g}.npy"
                 np.save(f, np.asarray(r.counterexample, dtype=np.float64).reshape(network.input_shape))
                 details["counterexample"] = str(f)
             db.put(ResultRow(seconds=r.seconds, label=r.label, prediction=r.prediction, status=r.status.value, seed=options.seed,
                              timeout=options.timeout, solver=options.solver, solver_version=solver_version, ckpt_path=str(options.checkpoint),
                              idx=r.idx, details=details, input_sha=digests[r.idx], **key))
             results[r.idx] = r
+            bar.update(r.status.value)
 
         def args_of(i: int) -> tuple:
             return (model64, network, i, x_all[i], int(y_all[i]), options.eps, options.timeout, options.bounds,
                     options.pgd_steps, options.pgd_restarts, options.seed, options.solver)
 
-        deaths = _Deaths()
-        bar = tqdm(total=len(todo), desc="verify", unit="input", disable=not options.progress, file=None)
+        bar = Progress(len(todo), "verify", enabled=options.progress)
         try:
-            if options.jobs == 1 and options.backend == "loky":
-                for i in todo:
-                    record(verify_one(*args_of(i)))
-                    bar.update(1)
-            else:
-                deaths = _run_parallel(options, todo, args_of, record, lambda i: i in results, lambda: bar.update(1))
+            deaths = run_inputs(options, todo, args_of, record, lambda i: i in results, lambda: None)
         finally:
             bar.close()
     return summarize([results[i] for i in sorted(results)], str(db_path), stale=len(stale), worker_deaths=deaths.count,

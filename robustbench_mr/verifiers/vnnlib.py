@@ -915,9 +915,16 @@ def _file_stamp(path: str | Path) -> tuple[int, int]:
 def _load_network_cached(path: str, mtime_ns: int, size: int) -> Network:
     """Benchmarks reuse a few networks for many properties: import each once per process
     (keyed by the file's modification time and size, so an edited file is read again)."""
+    from robustbench_mr.errors import UnsupportedLayerError
     from robustbench_mr.verifiers.onnx import load_onnx
 
-    return load_onnx(path)
+    try:
+        return load_onnx(path)
+    except UnsupportedLayerError:
+        # not a chain (residual adds, pooling): the graph form, decided by decide_graph.py
+        from robustbench_mr.verifiers.form.from_onnx import load_onnx_graph
+
+        return load_onnx_graph(path)
 
 
 FALSIFY_SAMPLES = 256  # random points tried before the MILP (cheap; a hit is confirmed by onnxruntime)
@@ -979,8 +986,25 @@ def check_instance(onnx_path: str | Path, vnnlib_path: str | Path, timeout: floa
                 statuses.append("sat")
                 messages.append(f"property {k}: counterexample found by sampling")
                 return InstanceResult(InstanceStatus.SAT, time.perf_counter() - start, confirmed[0], confirmed[1], "; ".join(messages), len(props), tuple(statuses))
+            # then PGD on the property's own margin (verifiers/falsify.py), confirmed by onnxruntime;
+            # not for low-dimensional inputs, where the input split searches the box itself
+            from robustbench_mr.verifiers.falsify import PGD_MIN_INPUTS, spec_pgd, torch_forward_of
+
+            hit = spec_pgd(torch_forward_of(net), prop, Deadline(timeout - (time.perf_counter() - start)), seed=k) \
+                if prop.lower.size >= PGD_MIN_INPUTS else None
+            confirmed = confirm_counterexample(onnx_path, prop, hit[0]) if hit is not None else None
+            if confirmed is not None:
+                statuses.append("sat")
+                messages.append(f"property {k}: counterexample found by PGD on the property margin")
+                return InstanceResult(InstanceStatus.SAT, time.perf_counter() - start, confirmed[0], confirmed[1], "; ".join(messages), len(props), tuple(statuses))
         try:
-            r = check_property(net, prop, timeout=remaining, warm_start=warm, **solver_options)
+            if isinstance(net, Network):
+                r = check_property(net, prop, timeout=remaining, warm_start=warm, **solver_options)
+            else:
+                from robustbench_mr.verifiers.decide_graph import check_graph_property
+
+                r = check_graph_property(net, prop, Deadline(remaining), bounds=str(solver_options.get("bounds", "alpha")),
+                                         solver=str(solver_options.get("solver", "highs")))
         except Exception as exc:  # noqa: BLE001 - one instance's failure must not stop a benchmark
             statuses.append("error")
             messages.append(f"property {k}: {type(exc).__name__}: {exc}")

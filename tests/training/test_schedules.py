@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from robustbench_mr.training.presets import PRESETS
+from robustbench_mr.training.presets import PAPER as PRESETS  # the paper's (CIFAR-10) numbers
 from robustbench_mr.training.schedules import Schedule, piecewise_linear
 
 
