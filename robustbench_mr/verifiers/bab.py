@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from robustbench_mr.deadline import Deadline, DeadlineExceeded
-from robustbench_mr.verifiers.engine.engine import GraphBounds, _spec_A, backward_lower, interval_boxes
+from robustbench_mr.verifiers.engine.engine import GraphBounds, backward_lower, interval_boxes, spec_coefficients, spec_lower
 from robustbench_mr.verifiers.form.graph import Graph
 from robustbench_mr.verifiers.form.ops import Box, ReLU
 from robustbench_mr.verifiers.property import Clause
@@ -54,12 +54,8 @@ def _bound(graph: Graph, boxes: list[Box], A: torch.Tensor, d: torch.Tensor, rel
     """(D,) domain values max_r(lower(C_r y) - d_r) (> 0: closed) and the taps at each ReLU output."""
     D = boxes[0][0].shape[0]
     taps: dict[int, torch.Tensor] = {r: None for r, _ in relus} if want_taps else {}  # type: ignore[misc]
-    AD = A.expand(D, *A.shape[1:])
-    ylo, yhi = boxes[graph.output]
-    Af = AD.flatten(2)
-    box = (Af.clamp(min=0) * ylo.flatten(1).unsqueeze(1)).sum(-1) + (Af.clamp(max=0) * yhi.flatten(1).unsqueeze(1)).sum(-1)
-    low = torch.maximum(box - 1e-9 * (Af.abs() * torch.maximum(ylo.abs(), yhi.abs()).flatten(1).unsqueeze(1)).sum(-1),
-                        backward_lower(graph, graph.output, AD, boxes, deadline=deadline, taps=taps if want_taps else None))
+    low = spec_lower(graph, GraphBounds(boxes, "bab"), A.expand(D, *A.shape[1:]), "crown", deadline, taps=taps if want_taps else None,
+                     interruptible=True)
     return (low - d).amax(dim=1), taps
 
 
@@ -108,7 +104,7 @@ def relu_bab(graph: Graph, gb: GraphBounds, clause: Clause, deadline: Deadline, 
         raise ValueError(f"branching {branching!r}: choose one of {', '.join(BRANCHING)}")
     start = time.perf_counter()
     relus = _relu_nodes(graph)
-    A = _spec_A(graph, torch.as_tensor(clause.C), 1)
+    A = spec_coefficients(graph, torch.as_tensor(clause.C), 1)
     d = torch.as_tensor(clause.d, dtype=torch.float64, device=graph.device).reshape(1, -1)
     boxes = [(l.clone(), u.clone()) for l, u in gb.boxes]
     counter = itertools.count()
@@ -209,14 +205,14 @@ def _fsb_choice(graph: Graph, doms: list[Box], A: torch.Tensor, d: torch.Tensor,
 def _lp_closes(graph: Graph, boxes: list[Box], clause: Clause, deadline: Deadline) -> bool:
     """The exact LP (graph MILP without binaries) of one fully fixed domain proves the clause unreachable."""
     from robustbench_mr.verifiers.milp import MilpOutcome, solve_clause_milp
-    from robustbench_mr.verifiers.milp_graph import _with_highs, build_graph_milp
+    from robustbench_mr.verifiers.milp_graph import with_highs, build_graph_milp
     from robustbench_mr.verifiers.property import Property
 
     lo, hi = boxes[0][0].reshape(-1).cpu().numpy(), boxes[0][1].reshape(-1).cpu().numpy()
     m = build_graph_milp(graph, GraphBounds(boxes, "bab"), Property(lo, hi, (clause,)), clause)
     if m.binaries:
         return False
-    r = solve_clause_milp(_with_highs(m), max(deadline.left(), 0.01))
+    r = solve_clause_milp(with_highs(m), max(deadline.left(), 0.01))
     if r.outcome is MilpOutcome.UNKNOWN:
         # HiGHS calls the domain infeasible: the split signs may contradict each other, but the
         # solver's word is no proof; the engine's bounds are (a crossing proves it empty)

@@ -156,7 +156,7 @@ def solve_graph_property(graph: Graph, prop: Property, gb: GraphBounds, deadline
                                   unstable, binaries, "milp-graph", solves)
         m = build_graph_milp(graph, gb, prop, clause)
         binaries = max(binaries, m.binaries)
-        r = solve_clause_milp(_with_highs(m), deadline.left(), warm_start=warm)
+        r = solve_clause_milp(with_highs(m), deadline.left(), warm_start=warm)
         solves += 1
         if r.outcome is MilpOutcome.REACHABLE and r.point is not None:
             x = np.clip(r.point, prop.lower, prop.upper)
@@ -186,6 +186,6 @@ class _GraphClauseMilp(GraphMilpModel):
     highs: object = None
 
 
-def _with_highs(m: GraphMilpModel) -> _GraphClauseMilp:
+def with_highs(m: GraphMilpModel) -> _GraphClauseMilp:
     fields_ = {f: getattr(m, f) for f in GraphMilpModel.__dataclass_fields__}
     return _GraphClauseMilp(**fields_, highs=highs_model(m))

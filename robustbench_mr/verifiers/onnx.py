@@ -737,12 +737,12 @@ def _live_nodes(model: Any) -> list[tuple[int, Any]]:
     return live[::-1]
 
 
-def _unsupported_nodes(nodes: list[tuple[int, Any]]) -> list[str]:
+def _unsupported_nodes(nodes: list[tuple[int, Any]], supported: Any) -> list[str]:
     out = []
     for i, node in nodes:
         if node.domain not in ("", "ai.onnx"):
             out.append(f"{node.domain}.{node.op_type} (node {node.name or f'#{i}'})")
-        elif node.op_type not in OPS:
+        elif node.op_type not in supported:
             out.append(f"{node.op_type} (node {node.name or f'#{i}'})")
     return out
 
@@ -767,6 +767,23 @@ def _skip_connections(nodes: list[tuple[int, Any]], in_name: str) -> list[str]:
     return out
 
 
+def read_live_graph(path: str | Path, supported: Any) -> tuple[Path, Any, str, list[tuple[int, Any]], str, tuple[int, ...]]:
+    """What both importers (this chain one and ``form/from_onnx.py``) read first: the parsed
+    model, its one output, the live nodes (every op in ``supported``, else one error naming all
+    the others), the one input and its shape, with the constants checked finite."""
+    p = Path(path)
+    model = _load_model(p)
+    outputs = [o.name for o in model.graph.output]
+    if len(outputs) != 1:
+        raise UserError(f"{p}: the model has {len(outputs)} outputs; exactly one is supported")
+    nodes = _live_nodes(model)
+    bad = _unsupported_nodes(nodes, supported)
+    if bad:
+        raise UnsupportedLayerError(f"{p}: unsupported ONNX op{'s' if len(bad) > 1 else ''}: {'; '.join(bad)}")
+    in_name, in_shape = _graph_input(model, p)
+    return p, model, outputs[0], nodes, in_name, in_shape
+
+
 def load_onnx(path: str | Path) -> Network:
     """Read an ONNX file and return it as a :class:`Network` (float64).
 
@@ -776,16 +793,8 @@ def load_onnx(path: str | Path) -> Network:
     """
     from robustbench_mr.verifiers.onnx_proto import to_array
 
-    p = Path(path)
-    model = _load_model(p)
-    outputs = [o.name for o in model.graph.output]
-    if len(outputs) != 1:
-        raise UserError(f"{p}: the model has {len(outputs)} outputs; exactly one is supported")
-    nodes = _live_nodes(model)
-    bad = _unsupported_nodes(nodes)
-    if bad:
-        raise UnsupportedLayerError(f"{p}: unsupported ONNX op{'s' if len(bad) > 1 else ''}: {'; '.join(bad)}")
-    in_name, in_shape = _graph_input(model, p)
+    p, model, output, nodes, in_name, in_shape = read_live_graph(path, OPS)
+    outputs = [output]
     skips = _skip_connections(nodes, in_name)
     if skips:
         raise UnsupportedLayerError(

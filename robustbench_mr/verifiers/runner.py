@@ -163,14 +163,7 @@ def verify_one(model64: nn.Module, network: Network, idx: int, x: np.ndarray, la
         # PGD has searched the ball already: no extra random samples (the MILP is exact anyway)
         r = check_property(network, prop, timeout - (time.perf_counter() - start), bounds=bounds, warm_start=x_pgd, seed=seed + idx, solver=solver,
                            samples=0)
-        stats = dict(unstable_relus=r.unstable_relus, binaries=r.binaries, bound_method=r.bound_method, dual_bound=r.dual_bound)
-        if r.status is PropertyStatus.SAT:
-            if r.counterexample is not None and confirm_counterexample(model64, network, x, r.counterexample, label, eps):
-                return VerifyResult(idx, label, pred, VerifyStatus.FALSIFIED, time.perf_counter() - start, False, message=r.message, counterexample=r.counterexample, **stats)
-            return VerifyResult(idx, label, pred, VerifyStatus.UNKNOWN, time.perf_counter() - start, False, message="counterexample not confirmed by the torch float64 model: " + r.message, **stats)
-        status = {PropertyStatus.UNSAT: VerifyStatus.VERIFIED, PropertyStatus.TIMEOUT: VerifyStatus.TIMEOUT,
-                  PropertyStatus.ERROR: VerifyStatus.ERROR, PropertyStatus.UNKNOWN: VerifyStatus.UNKNOWN}[r.status]
-        return VerifyResult(idx, label, pred, status, time.perf_counter() - start, False, message=r.message, **stats)
+        return _input_result(r, model64, network, idx, x, label, pred, eps, start)
     except Exception as exc:  # noqa: BLE001 - one input's failure is recorded, the run goes on
         return VerifyResult(idx, label, -1, VerifyStatus.ERROR, time.perf_counter() - start, message=f"{type(exc).__name__}: {exc}")
 
@@ -191,9 +184,16 @@ def _verify_one_graph(model64: nn.Module, graph: Any, idx: int, x: np.ndarray, x
     if confirm_counterexample(model64, graph, x, x_pgd, label, eps):
         return VerifyResult(idx, label, pred, VerifyStatus.FALSIFIED, time.perf_counter() - start, True, message="PGD", counterexample=x_pgd)
     r = check_graph_property(graph, prop, deadline, bounds=bounds, solver=solver)
+    return _input_result(r, model64, graph, idx, x, label, pred, eps, start)
+
+
+def _input_result(r: Any, model64: nn.Module, network: Any, idx: int, x: np.ndarray, label: int, pred: int, eps: float,
+                  start: float) -> VerifyResult:
+    """The input's verdict from its property's ``PropertyResult`` (chain or graph form): a
+    counterexample counts only once the torch float64 model confirms it."""
     stats = dict(unstable_relus=r.unstable_relus, binaries=r.binaries, bound_method=r.bound_method, dual_bound=r.dual_bound)
     if r.status is PropertyStatus.SAT:
-        if r.counterexample is not None and confirm_counterexample(model64, graph, x, r.counterexample, label, eps):
+        if r.counterexample is not None and confirm_counterexample(model64, network, x, r.counterexample, label, eps):
             return VerifyResult(idx, label, pred, VerifyStatus.FALSIFIED, time.perf_counter() - start, False, message=r.message, counterexample=r.counterexample, **stats)
         return VerifyResult(idx, label, pred, VerifyStatus.UNKNOWN, time.perf_counter() - start, False, message="counterexample not confirmed by the torch float64 model: " + r.message, **stats)
     status = {PropertyStatus.UNSAT: VerifyStatus.VERIFIED, PropertyStatus.TIMEOUT: VerifyStatus.TIMEOUT,

@@ -2,6 +2,6 @@
 torch and run in float64 on CPU or CUDA. See ``engine.py``."""
 
 from robustbench_mr.verifiers.engine.engine import (METHODS, BoundMethod, GraphBounds, backward_lower, interval_boxes, node_bounds,
-                                                   resolve_device, spec_lower)
+                                                   resolve_device, spec_coefficients, spec_lower)
 
-__all__ = ["METHODS", "BoundMethod", "GraphBounds", "backward_lower", "interval_boxes", "node_bounds", "resolve_device", "spec_lower"]
+__all__ = ["METHODS", "BoundMethod", "GraphBounds", "backward_lower", "interval_boxes", "node_bounds", "resolve_device", "spec_coefficients", "spec_lower"]

@@ -195,7 +195,8 @@ def node_bounds(graph: Graph, lo: torch.Tensor, hi: torch.Tensor, method: str = 
     return GraphBounds(boxes, method)
 
 
-def _spec_A(graph: Graph, C: torch.Tensor, B: int) -> torch.Tensor:
+def spec_coefficients(graph: Graph, C: torch.Tensor, B: int) -> torch.Tensor:
+    """C (R, outputs) or (B, R, outputs) as back-substitution coefficients (B, R, *output shape)."""
     C = torch.as_tensor(C, dtype=torch.float64, device=graph.device)
     if C.dim() == 2:
         C = C.unsqueeze(0).expand(B, *C.shape)
@@ -203,10 +204,14 @@ def _spec_A(graph: Graph, C: torch.Tensor, B: int) -> torch.Tensor:
 
 
 def spec_lower(graph: Graph, gb: GraphBounds, C: torch.Tensor, method: str = "crown", deadline: Deadline | None = None,
-               alpha_iters: int = ALPHA_ITERS, alpha_lr: float = ALPHA_LR) -> torch.Tensor:
-    """Sound lower bounds (B, R) of ``C y`` (C: (R, outputs) or (B, R, outputs)) over each box."""
+               alpha_iters: int = ALPHA_ITERS, alpha_lr: float = ALPHA_LR, taps: dict[int, torch.Tensor] | None = None,
+               interruptible: bool = False) -> torch.Tensor:
+    """Sound lower bounds (B, R) of ``C y`` (C: (R, outputs) or (B, R, outputs)) over each box
+    (``taps``: see ``backward_lower``; filled by the CROWN pass). The CROWN pass runs to the end
+    unless ``interruptible`` (branch and bound), when it raises ``DeadlineExceeded`` once
+    ``deadline`` has passed; ``deadline`` always limits the alpha iterations."""
     B = gb.boxes[0][0].shape[0]
-    A = _spec_A(graph, C, B)
+    A = spec_coefficients(graph, C, B)
     ylo, yhi = gb.boxes[graph.output]
     Af = A.flatten(2)
     l, h = ylo.flatten(1).unsqueeze(1), yhi.flatten(1).unsqueeze(1)
@@ -215,7 +220,7 @@ def spec_lower(graph: Graph, gb: GraphBounds, C: torch.Tensor, method: str = "cr
     if method == BoundMethod.INTERVAL.value:
         return box
     with torch.no_grad():
-        best = torch.maximum(box, backward_lower(graph, graph.output, A, gb.boxes))
+        best = torch.maximum(box, backward_lower(graph, graph.output, A, gb.boxes, deadline=deadline if interruptible else None, taps=taps))
     if method != BoundMethod.ALPHA.value or alpha_iters <= 0:
         return best
     return torch.maximum(best, _alpha(graph, gb, A, deadline, alpha_iters, alpha_lr))

@@ -231,19 +231,11 @@ def _shape(node, ins, at, ctx, name):  # noqa: ANN001,ANN202
 def load_onnx_graph(path: str | Path) -> Graph:
     """The graph form of an ONNX file (float64). One ``UnsupportedLayerError`` names every
     unsupported op of the live sub-graph; unreadable files are one ``UserError`` line."""
-    from robustbench_mr.verifiers.onnx import _check_finite_constants, _graph_input, _live_nodes, _load_model, network_input_shape
+    from robustbench_mr.verifiers.onnx import _check_finite_constants, network_input_shape, read_live_graph
     from robustbench_mr.verifiers.onnx_proto import attribute_value, to_array
 
-    p = Path(path)
-    model = _load_model(p)
-    outputs = [o.name for o in model.graph.output]
-    if len(outputs) != 1:
-        raise UserError(f"{p}: the model has {len(outputs)} outputs; exactly one is supported")
-    nodes = _live_nodes(model)
-    bad = [f"{n.op_type} (node {n.name or f'#{i}'})" for i, n in nodes if n.domain not in ("", "ai.onnx") or n.op_type not in HANDLERS]
-    if bad:
-        raise UnsupportedLayerError(f"{p}: unsupported ONNX op{'s' if len(bad) > 1 else ''}: {'; '.join(bad)}")
-    in_name, in_shape = _graph_input(model, p)
+    p, model, output, nodes, in_name, in_shape = read_live_graph(path, HANDLERS)
+    outputs = [output]
     _check_finite_constants(model, nodes, p)
     shape = network_input_shape(in_shape)
     ctx = _Ctx(shape, batched=len(in_shape) >= 2 and in_shape[0] == 1)

@@ -16,12 +16,12 @@ from typing import Any
 
 import torch
 import torch.fx as fx
-import torch.nn.functional as F
 from torch import nn
 
 from robustbench_mr.errors import UnsupportedLayerError
 from robustbench_mr.verifiers.form.graph import Graph, build
 from robustbench_mr.verifiers.form.ops import TORCH_CALLS, TORCH_MODULES, Add, ElementwiseAffine, Op, Reshape
+from robustbench_mr.verifiers.form.ops.base import f64
 
 IDENTITIES = (nn.Identity, nn.Dropout)
 
@@ -31,10 +31,6 @@ class _Tracer(fx.Tracer):
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
         return isinstance(m, tuple(TORCH_MODULES) + IDENTITIES) or super().is_leaf_module(m, qualname)
-
-
-def _f64(t: torch.Tensor) -> torch.Tensor:
-    return t.detach().to(dtype=torch.float64, device="cpu").clone()
 
 
 class _Builder:
@@ -124,7 +120,7 @@ def from_torch(model: nn.Module, input_shape: tuple[int, ...], source: str = "")
                 t = work
                 for part in str(node.target).split("."):
                     t = getattr(t, part)
-                val[node] = ("const", _f64(t)) if isinstance(t, torch.Tensor) else t
+                val[node] = ("const", f64(t)) if isinstance(t, torch.Tensor) else t
             elif node.op == "call_module":
                 x = arg(node.args[0])
                 if not isinstance(x, int):

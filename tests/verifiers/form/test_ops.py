@@ -15,7 +15,7 @@ from robustbench_mr.deadline import Deadline
 from robustbench_mr.verifiers.engine import backward_lower, interval_boxes, node_bounds
 from robustbench_mr.verifiers.form import OPS, build
 from robustbench_mr.verifiers.form.ops import Add, AvgPool2d, Conv2d, ElementwiseAffine, Linear, MaxPool2d, ReLU, Reshape
-from robustbench_mr.verifiers.milp_graph import build_graph_milp, _with_highs
+from robustbench_mr.verifiers.milp_graph import build_graph_milp, with_highs
 from robustbench_mr.verifiers.milp import solve_clause_milp, MilpOutcome
 from robustbench_mr.verifiers.property import Clause, Property
 
@@ -107,7 +107,7 @@ def test_milp_rows_bound_every_sample(kind: str, k: int) -> None:
     w = np.random.default_rng(k).normal(size=n_out)
     prop = Property(lo, hi, (Clause(-w[None, :], np.array([0.0])),))  # t <= w . y: maximize w . y
     m = build_graph_milp(graph, gbounds, prop, prop.clauses[0])
-    res = solve_clause_milp(_with_highs(m), 20.0, early_stop=False)
+    res = solve_clause_milp(with_highs(m), 20.0, early_stop=False)
     assert res.outcome in (MilpOutcome.REACHABLE, MilpOutcome.UNREACHABLE)
     pts = np.random.default_rng(1).uniform(lo, hi, size=(4000, lo.size))
     sampled = (graph.forward(pts) @ w).max()
