@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from robustbench_mr.verifiers.bounds import crown_bounds, spec_lower_bounds
-from robustbench_mr.verifiers.engine import node_bounds, spec_lower
+from robustbench_mr.verifiers.bounds.chain import crown_bounds, spec_lower_bounds
+from robustbench_mr.verifiers.bounds.engine import node_bounds, spec_lower
 from robustbench_mr.verifiers.form.from_onnx import load_onnx_graph
-from robustbench_mr.verifiers.onnx import load_onnx
-from robustbench_mr.verifiers.vnnlib import read_vnnlib
+from robustbench_mr.verifiers.form.chain_from_onnx import load_onnx
+from robustbench_mr.verifiers.spec.vnnlib import read_vnnlib
 
 NETS = {
     "oval21/cifar_wide_kw": ("oval21/onnx/cifar_wide_kw.onnx", "oval21/vnnlib", "cifar_wide_kw"),

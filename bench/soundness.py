@@ -23,7 +23,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from robustbench_mr.verifiers.bounds import BOUND_METHODS  # noqa: E402
+from robustbench_mr.verifiers.bounds.methods import BOUND_METHODS  # noqa: E402
 from tests.verifiers.soundness_cases import (  # noqa: E402
     ONNX_EXTRAS, Case, abs_case, permute, random_case, rescale, split_neuron, write_onnx, write_vnnlib,
 )
@@ -43,11 +43,11 @@ def _settings(solvers: list[str]) -> list[tuple[str, str]]:
 def run_case(case: Case, generator: str, variant, settings: list[tuple[str, str]], timeout: float, folder: str) -> list[tuple[str, str, str, str]]:
     """(generator, setting, status, expected) for each setting on one variant (a Network or an
     ONNX extra name)."""
-    from robustbench_mr.verifiers.solve import check_property
+    from robustbench_mr.verifiers.decide.chain import check_property
 
     out = []
     if isinstance(variant, str):  # an ONNX file with extra nodes, decided through VNN-LIB
-        from robustbench_mr.verifiers.vnnlib import check_instance
+        from robustbench_mr.verifiers.decide.instance import check_instance
 
         d = Path(folder)
         onnx_path = write_onnx(case.net, d / f"{case.name}-{variant}.onnx", extras=(variant,))
@@ -101,7 +101,7 @@ def main() -> int:
     args = ap.parse_args()
     from joblib import Parallel, delayed
 
-    from robustbench_mr.verifiers.pulp_solver import _available_class
+    from robustbench_mr.verifiers.milp.pulp_solver import _available_class
 
     solvers = ["highs"] + ([] if args.no_cbc or _available_class("cbc") is None else ["cbc"])
     start = time.perf_counter()

@@ -32,11 +32,11 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "verifiers"))
 
-from robustbench_mr.verifiers.bounds import DEFAULT_BOUNDS  # noqa: E402
-from robustbench_mr.verifiers.property import robustness_property  # noqa: E402
-from robustbench_mr.verifiers.runner import verify_one  # noqa: E402
-from robustbench_mr.verifiers.solve import PropertyStatus, check_property  # noqa: E402
-from robustbench_mr.verifiers.torch_import import from_torch  # noqa: E402
+from robustbench_mr.verifiers.bounds.methods import DEFAULT_BOUNDS  # noqa: E402
+from robustbench_mr.verifiers.spec.property import robustness_property  # noqa: E402
+from robustbench_mr.verifiers.runs.dataset import verify_one  # noqa: E402
+from robustbench_mr.verifiers.decide.chain import PropertyStatus, check_property  # noqa: E402
+from robustbench_mr.verifiers.form.chain_from_torch import from_torch  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 BASELINE_STATUS = {PropertyStatus.UNSAT: "verified", PropertyStatus.SAT: "falsified", PropertyStatus.TIMEOUT: "timeout",

@@ -27,8 +27,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from robustbench_mr.cli.vnncomp_cmd import (  # noqa: E402
-    BenchmarkSummary, Instance, Outcome, VnncompOptions, _solve, format_summary, run_vnncomp, summarize,
+from robustbench_mr.verifiers.runs.vnncomp import (  # noqa: E402
+    BenchmarkSummary, Instance, Outcome, VnncompOptions, solve_instance, format_summary, run_vnncomp, summarize,
 )
 
 
@@ -41,7 +41,7 @@ def digits_reference(shared: Path, timeout: float, jobs: int) -> list[Outcome]:
         rows = list(csv.DictReader(fh))
     insts = [Instance("digits_reference", folder, f"{r['net']}.onnx", r["prop"], timeout, expected=r["expected"],
                       best_seconds=float(r["time"]) if r.get("time") else None) for r in rows]
-    res = Parallel(n_jobs=jobs)(delayed(_solve)(i, timeout, None) for i in insts)
+    res = Parallel(n_jobs=jobs)(delayed(solve_instance)(i, timeout, None) for i in insts)
     return [Outcome(i, r["status"], r["seconds"], timeout, r["message"]) for i, r in res]
 
 

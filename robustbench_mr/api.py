@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from robustbench_mr.attacks.base import Attack, Norm
     from robustbench_mr.attacks.runner import AttackOptions, AttackStatus, AttackSummary
     from robustbench_mr.intake import LoadedModel
-    from robustbench_mr.verifiers.runner import VerifyOptions, VerifySummary
+    from robustbench_mr.verifiers.runs.dataset import VerifyOptions, VerifySummary
     from robustbench_mr.verifiers.status import VerifyResult
 
 ModelLike = Any  # nn.Module | str | Path | LoadedModel
@@ -56,8 +56,8 @@ ModelLike = Any  # nn.Module | str | Path | LoadedModel
 
 def verify_checkpoint(options: VerifyOptions) -> VerifySummary:
     """Verify a checkpoint or ONNX file on a data set slice (``mr-eval verify``); see
-    :mod:`robustbench_mr.verifiers.runner`."""
-    from robustbench_mr.verifiers.runner import verify as _verify
+    :mod:`robustbench_mr.verifiers.runs.dataset`."""
+    from robustbench_mr.verifiers.runs.dataset import verify as _verify
 
     return _verify(options)
 
@@ -136,7 +136,7 @@ def verify(model: ModelLike, x: Any = None, y: Any = None, eps: float | None = N
     ``verify(VerifyOptions(...))`` (one options object, as the CLI builds) verifies a
     checkpoint on a data set and returns a ``VerifySummary`` (:func:`verify_checkpoint`).
     """
-    from robustbench_mr.verifiers.runner import VerifyOptions, run_inputs
+    from robustbench_mr.verifiers.runs.dataset import VerifyOptions, run_inputs
 
     if isinstance(model, VerifyOptions):
         if x is not None or y is not None or eps is not None:
@@ -144,7 +144,7 @@ def verify(model: ModelLike, x: Any = None, y: Any = None, eps: float | None = N
         return verify_checkpoint(model)  # type: ignore[return-value]
     if eps is None:
         raise UserError("verify(model, x, y, eps): eps (the L-inf radius in pixel units, e.g. 8/255) is required")
-    from robustbench_mr.verifiers.bounds import DEFAULT_BOUNDS
+    from robustbench_mr.verifiers.bounds.methods import DEFAULT_BOUNDS
     from robustbench_mr.verifiers.status import VerifyResult
 
     xt, yt = _as_tensors(x, y, "verify")
@@ -372,9 +372,9 @@ def benchmark(model: ModelLike, dataset: str = "digits", threat_model: str = "Li
     from robustbench_mr.data import dataset_info
     from robustbench_mr.errors import UnsupportedLayerError
     from robustbench_mr.results_db import ResultsDB
-    from robustbench_mr.verifiers.bounds import DEFAULT_BOUNDS
-    from robustbench_mr.verifiers.runner import VerifyOptions
-    from robustbench_mr.verifiers.runner import verify as run_verify
+    from robustbench_mr.verifiers.bounds.methods import DEFAULT_BOUNDS
+    from robustbench_mr.verifiers.runs.dataset import VerifyOptions
+    from robustbench_mr.verifiers.runs.dataset import verify as run_verify
 
     tm = _THREAT_MODELS.get(str(getattr(threat_model, "value", threat_model)).lower())
     if tm is None:

@@ -25,6 +25,7 @@ from torch import nn
 
 from robustbench_mr import __version__
 from robustbench_mr.errors import CheckpointError, UserError
+from robustbench_mr.state_dict import looks_like_state_dict
 from robustbench_mr.models import ARCHITECTURES, build_model
 
 FORMAT = "robustbench_mr.checkpoint/1"
@@ -329,8 +330,6 @@ def read_checkpoint_payload(path: str | Path) -> dict[str, Any]:
 def not_a_checkpoint(p: Path, payload: Any) -> CheckpointError:
     """The error for a readable torch file without our format tag; a bare state_dict (or a
     dict or list holding some) is pointed at ``mr-eval import-torch``."""
-    from robustbench_mr.intake import looks_like_state_dict
-
     if looks_like_state_dict(payload):
         return CheckpointError(
             f"{p}: not a robustbench_mr checkpoint but a bare state_dict (weights without an architecture); import it once with "

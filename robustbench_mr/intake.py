@@ -2,7 +2,7 @@
 
 - :func:`load_model` reads a file by its kind: one of our checkpoints (``.pt`` written by
   mr-train / :func:`save_checkpoint`), or an ONNX file (imported by the verifier's own
-  importer, :func:`robustbench_mr.verifiers.onnx.load_onnx`; attacks get a torch module built
+  importer, :func:`robustbench_mr.verifiers.form.chain_from_onnx.load_onnx`; attacks get a torch module built
   from that network, :func:`network_to_torch`, so they have gradients without new
   dependencies). A bare torch state_dict has no architecture: it is refused with the one
   ``mr-eval import-torch`` command that turns it into a checkpoint.
@@ -30,16 +30,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from robustbench_mr.errors import CheckpointError, UserError
+from robustbench_mr.state_dict import STATE_DICT_KEYS, is_tensor_dict, looks_like_state_dict
 
 if TYPE_CHECKING:  # torch and the verifier are imported only when a model is loaded
     import torch
     from torch import nn
 
     from robustbench_mr.checkpoint import CheckpointMetadata
-    from robustbench_mr.verifiers.network import Network
+    from robustbench_mr.verifiers.form.chain import Network
 
-# Keys under which training scripts commonly store their state_dict.
-STATE_DICT_KEYS = ("state_dict", "model_state_dict", "model", "net", "network")
 _ZIP_MAGIC = b"PK\x03\x04"
 
 
@@ -81,7 +80,7 @@ class LoadedModel:
         from the float64 network itself, not from the float32 attack module (no rounding)."""
         import copy
 
-        from robustbench_mr.verifiers.network import Network
+        from robustbench_mr.verifiers.form.chain import Network
 
         if self.network is not None and not isinstance(self.network, Network):
             m = self.network.as_module("float64")
@@ -100,13 +99,13 @@ class LoadedModel:
 def to_network(model: nn.Module, input_shape: tuple[int, ...], source: str = "") -> Network:
     """The verifier's network form of ``model`` on inputs of ``input_shape`` (no batch axis).
 
-    :func:`robustbench_mr.verifiers.torch_import.from_torch` for nn.Sequential chains of affine
+    :func:`robustbench_mr.verifiers.form.chain_from_torch.from_torch` for nn.Sequential chains of affine
     layers and ReLUs (a :class:`Network`), else the graph importer (``verifiers/form``: residual
     and pooled nets); a model neither imports is one
     :class:`~robustbench_mr.errors.UnsupportedLayerError` line. Every caller converts through here.
     """
     from robustbench_mr.errors import UnsupportedLayerError
-    from robustbench_mr.verifiers.torch_import import from_torch
+    from robustbench_mr.verifiers.form.chain_from_torch import from_torch
 
     shape = tuple(int(v) for v in input_shape)
     try:
@@ -124,7 +123,7 @@ def network_to_torch(network: Network, dtype: Any = "float32") -> nn.Sequential:
     import torch
     from torch import nn
 
-    from robustbench_mr.verifiers.network import Affine
+    from robustbench_mr.verifiers.form.chain import Affine
 
     dt = getattr(torch, dtype) if isinstance(dtype, str) else dtype
     layers: list[nn.Module] = [nn.Flatten()]
@@ -194,8 +193,8 @@ def _compatible(net_shape: tuple[int, ...], data_shape: tuple[int, ...]) -> bool
 def _load_onnx(p: Path, dataset: str | None, require_dataset: bool) -> LoadedModel:
     from robustbench_mr.checkpoint import file_sha256
     from robustbench_mr.data import DATASETS, dataset_info
-    from robustbench_mr.verifiers.network import Network
-    from robustbench_mr.verifiers.onnx import load_onnx
+    from robustbench_mr.verifiers.form.chain import Network
+    from robustbench_mr.verifiers.form.chain_from_onnx import load_onnx
 
     from robustbench_mr.errors import UnsupportedLayerError
 
@@ -283,24 +282,6 @@ def describe_file(path: str | Path) -> dict[str, Any]:
 # --- foreign state_dicts -------------------------------------------------------------------
 
 
-def _is_tensor_dict(obj: Any) -> bool:
-    import torch
-
-    return isinstance(obj, dict) and bool(obj) and all(isinstance(k, str) for k in obj) \
-        and any(isinstance(v, torch.Tensor) for v in obj.values()) and not any(k in obj for k in STATE_DICT_KEYS)
-
-
-def looks_like_state_dict(obj: Any) -> bool:
-    """A dict of tensors, a dict holding one under a common key, or a list of those."""
-    if _is_tensor_dict(obj):
-        return True
-    if isinstance(obj, dict):
-        return any(looks_like_state_dict(obj[k]) for k in STATE_DICT_KEYS if k in obj)
-    if isinstance(obj, (list, tuple)):
-        return bool(obj) and all(_is_tensor_dict(v) for v in obj)
-    return False
-
-
 @dataclass(frozen=True, eq=False)
 class ForeignWeights:
     """The tensors of a foreign state_dict, in file order, and where they were found."""
@@ -330,7 +311,7 @@ def read_state_dict(path: str | Path, *, element: int | None = None, payload: An
     obj = read_torch_file(p, foreign=True) if payload is None else payload
     where: list[str] = []
     for _ in range(4):  # at most a few levels: {"state_dict": [sd, sd, sd]}
-        if isinstance(obj, dict) and not _is_tensor_dict(obj):
+        if isinstance(obj, dict) and not is_tensor_dict(obj):
             key = next((k for k in STATE_DICT_KEYS if k in obj), None)
             if key is None:
                 break
@@ -346,7 +327,7 @@ def read_state_dict(path: str | Path, *, element: int | None = None, payload: An
             obj = obj[k]
         else:
             break
-    if not _is_tensor_dict(obj):
+    if not is_tensor_dict(obj):
         raise CheckpointError(
             f"{p}: no state_dict found ({' '.join(where) + ' is ' if where else 'the file holds '}{_kind_of(obj)}); expected a dict of "
             f"tensors, one under {', '.join(map(repr, STATE_DICT_KEYS))}, or a list of them; "

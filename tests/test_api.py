@@ -127,7 +127,7 @@ def test_bad_inputs_are_one_line_errors() -> None:
 
 def test_options_objects_still_run_the_checkpoint_runners(monkeypatch: pytest.MonkeyPatch) -> None:
     import robustbench_mr.attacks.runner as arunner
-    import robustbench_mr.verifiers.runner as vrunner
+    import robustbench_mr.verifiers.runs.dataset as vrunner
 
     seen = []
     monkeypatch.setattr(vrunner, "verify", lambda options: seen.append(options) or "vsummary")

@@ -72,7 +72,7 @@ def test_network_repr_shows_shapes_not_weights(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def onnx_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     pytest.importorskip("onnxruntime")
-    from robustbench_mr.verifiers.export import export_onnx
+    from robustbench_mr.verifiers.spec.export import export_onnx
 
     torch.manual_seed(3)
     model = build_model("layers", input_shape=(1, 8, 8), num_classes=10, mean=[0.2], std=[0.5], spec=SPEC).eval()
@@ -80,7 +80,7 @@ def onnx_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_onnx_converted_module_matches_onnxruntime_and_has_gradients(onnx_file: Path) -> None:
-    from robustbench_mr.verifiers.onnx import onnxruntime_forward
+    from robustbench_mr.verifiers.form.chain_from_onnx import onnxruntime_forward
 
     loaded = load_model(onnx_file)
     assert loaded.kind is ModelKind.ONNX and loaded.dataset == "digits" and loaded.input_shape == (1, 8, 8)
@@ -106,7 +106,7 @@ def test_onnx_converted_module_matches_onnxruntime_and_has_gradients(onnx_file: 
 
 def test_flat_onnx_input_takes_the_dataset_image_shape(tmp_path: Path) -> None:
     pytest.importorskip("onnxruntime")
-    from robustbench_mr.verifiers.export import export_onnx
+    from robustbench_mr.verifiers.spec.export import export_onnx
 
     torch.manual_seed(0)
     flat = nn.Sequential(nn.Linear(64, 7), nn.ReLU(), nn.Linear(7, 10)).eval()
@@ -123,7 +123,7 @@ def test_flat_onnx_input_takes_the_dataset_image_shape(tmp_path: Path) -> None:
 
 def test_onnx_with_no_matching_dataset_needs_dataset(tmp_path: Path) -> None:
     pytest.importorskip("onnxruntime")
-    from robustbench_mr.verifiers.export import export_onnx
+    from robustbench_mr.verifiers.spec.export import export_onnx
 
     path = export_onnx(nn.Sequential(nn.Linear(5, 3)).eval(), (5,), tmp_path / "odd.onnx")
     with pytest.raises(UserError) as err:

@@ -59,7 +59,7 @@ class PGD(Attack):
                  loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
         """One PGD run from ``x_start`` (no restarts); returns the final iterate. ``loss``
         (outputs, y) -> per-sample values to increase; default: cross-entropy (the spec
-        falsifier, ``verifiers/falsify.py``, passes the property's violation margin)."""
+        falsifier, ``verifiers/decide/falsify.py``, passes the property's violation margin)."""
         x_adv = x_start.detach().clone()
         for _ in range(self.config.steps):
             x_adv.requires_grad_(True)

@@ -20,7 +20,7 @@ from pathlib import Path
 from robustbench_mr.attacks.options import ATTACK_NAMES
 from robustbench_mr.cli.common import add_run_options
 from robustbench_mr.options import add_options, from_args, nonneg_int, option, positive_float, positive_int, radius_arg
-from robustbench_mr.verifiers.choices import default_jobs
+from robustbench_mr.verifiers.runs.options import default_jobs
 
 THREATS = {"linf": "Linf", "l2": "L2"}
 PLOTS = ("accuracy_vs_eps.png", "verifier_decided_vs_time.png")

@@ -24,7 +24,6 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from types import ModuleType
-from urllib.parse import urlsplit
 
 from robustbench_mr.errors import UserError
 from robustbench_mr.options import (  # noqa: F401 - the argparse types every command uses, re-exported
@@ -39,50 +38,10 @@ from robustbench_mr.options import (  # noqa: F401 - the argparse types every co
 )
 
 
-# Address schemes the Dask client understands (distributed.comm); a bare HOST:PORT means tcp.
-SCHEDULER_SCHEMES = ("tcp", "tls", "ucx", "ws", "wss", "inproc")
-
-
-def scheduler_address_problem(address: str) -> str | None:
-    """Why ``address`` is not a Dask scheduler address (``tcp://HOST:PORT``, another scheme of
-    ``SCHEDULER_SCHEMES``, or a bare ``HOST:PORT``), or None when it is well-formed. Only the
-    form is checked (no connection is made), so a typo is caught before any work."""
-    text = address.strip()
-    parts = urlsplit(text if "://" in text else f"tcp://{text}")
-    if parts.scheme not in SCHEDULER_SCHEMES:
-        return f"unknown scheme {parts.scheme + '://'!r}"
-    if parts.scheme == "inproc":
-        return None if parts.netloc else "nothing after inproc://"
-    try:
-        port = parts.port
-    except ValueError:
-        return "the port is not a number in 1-65535"
-    if not parts.hostname:
-        return "no host"
-    if not port:
-        return "no port"
-    if parts.path not in ("", "/") or parts.query or parts.fragment:
-        return "extra text after the port"
-    return None
-
-
-def scheduler_usage(address: str, problem: str) -> str:
-    """The usage message for a malformed ``--scheduler`` (after the option name)."""
-    return f"{address!r} is not a Dask scheduler address ({problem}); expected tcp://HOST:PORT, e.g. tcp://127.0.0.1:8786"
-
-
-def scheduler_arg(text: str) -> str:
-    """argparse type for ``--scheduler``: a malformed address is a usage error (exit 2)."""
-    problem = scheduler_address_problem(text)
-    if problem:
-        raise argparse.ArgumentTypeError(scheduler_usage(text, problem))
-    return text.strip()
-
-
 def add_solver_options(p: argparse.ArgumentParser) -> None:
     """``--bounds`` and ``--solver``, shared by every command that runs the exact verifier
-    (declared once, on :class:`~robustbench_mr.verifiers.options.VerifyOptions`)."""
-    from robustbench_mr.verifiers.options import VerifyOptions
+    (declared once, on :class:`~robustbench_mr.verifiers.runs.options.VerifyOptions`)."""
+    from robustbench_mr.verifiers.runs.options import VerifyOptions
 
     add_options(p, VerifyOptions, only=("bounds", "solver"))
 

@@ -81,8 +81,8 @@ def _export_checked(checkpoint: str, onnx_path: Path, dataset: str | None = None
     import torch
 
     from robustbench_mr.intake import ModelKind, load_model
-    from robustbench_mr.verifiers.export import export_onnx
-    from robustbench_mr.verifiers.onnx import onnxruntime_forward
+    from robustbench_mr.verifiers.spec.export import export_onnx
+    from robustbench_mr.verifiers.form.chain_from_onnx import onnxruntime_forward
 
     meta = load_model(checkpoint, dataset=dataset)
     model = meta.model
@@ -116,7 +116,7 @@ def run_export_vnnlib(args: argparse.Namespace) -> int:
 
     from robustbench_mr import load_dataset
     from robustbench_mr.utils.eps import format_eps
-    from robustbench_mr.verifiers.export import write_robustness_vnnlib
+    from robustbench_mr.verifiers.spec.export import write_robustness_vnnlib
 
     out_dir = Path(args.dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,7 @@ from robustbench_mr.options import add_options, from_args
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from robustbench_mr.verifiers.options import VerifyOptions
+    from robustbench_mr.verifiers.runs.options import VerifyOptions
 
     p = sub.add_parser("verify", help="exact robustness verification (MILP)", description=__doc__)
     add_options(p, VerifyOptions)  # every flag, its default and help: the fields of VerifyOptions
@@ -20,7 +20,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from robustbench_mr import verify
-    from robustbench_mr.verifiers.options import VerifyOptions
+    from robustbench_mr.verifiers.runs.options import VerifyOptions
 
     summary = verify(from_args(VerifyOptions, args, progress=not getattr(args, "quiet", 0)))
     for line in summary.lines():

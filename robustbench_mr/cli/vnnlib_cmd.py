@@ -22,7 +22,7 @@ from robustbench_mr.options import add_options, option
 @dataclass(frozen=True)
 class VnnlibOptions:
     """The flags of ``mr-eval vnnlib`` (each field: flag, default, help, config key); ``--bounds``
-    and ``--solver`` are :class:`~robustbench_mr.verifiers.options.VerifyOptions`' own."""
+    and ``--solver`` are :class:`~robustbench_mr.verifiers.runs.options.VerifyOptions`' own."""
 
     onnx: str = option(positional=True, help="the network (.onnx)")
     vnnlib: str = option(positional=True, help="the property (.vnnlib; sat = a counterexample exists)")
@@ -42,9 +42,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from robustbench_mr.deadline import Deadline, program_start
-    from robustbench_mr.verifiers.export import check_output_path, write_result
-    from robustbench_mr.verifiers.instance_limit import instance_in_child
-    from robustbench_mr.verifiers.vnnlib import check_instance
+    from robustbench_mr.verifiers.spec.export import check_output_path, write_result
+    from robustbench_mr.verifiers.decide.instance_limit import instance_in_child
+    from robustbench_mr.verifiers.decide.instance import check_instance
 
     # the limit counts from this process's start: interpreter, imports, parsing, loading all count
     deadline = Deadline(args.timeout, start=program_start())

@@ -79,27 +79,9 @@ def preset_for(name: str, dataset: str | None = None) -> Preset:
     return replace(base, dataset=dataset, **DATASET_OVERRIDES.get((name, dataset), {}))
 
 
+PRESETS.update({name: preset_for(name) for name in PAPER})
+
+
 def get_preset(name: str) -> Preset:
     """The preset ``name`` on its default data set."""
     return preset_for(name)
-
-
-def preset_config(name: str, dataset: str | None = None, **overrides: Any) -> Any:
-    """A :class:`TrainConfig` of preset ``name`` on ``dataset`` with ``overrides`` (any
-    TrainConfig field); the Python counterpart of ``mr-train NAME --dataset D ...``."""
-    from robustbench_mr.training.trainer import TrainConfig
-
-    p = preset_for(name, dataset)
-    fields = dict(
-        arch=p.arch, dataset=p.dataset, epochs=p.epochs, batch_size=p.batch_size, lr=p.lr, lr_mid=p.lr_mid, momentum=p.momentum,
-        weight_decay=p.weight_decay, eps=p.eps, eps_start=p.eps_start, gamma_i=p.gamma_i, gamma_h=p.gamma_h,
-        gamma_growth=p.gamma_growth, alpha=p.alpha,
-    )
-    if "eps" in overrides and "eps_start" not in overrides:
-        fields["eps_start"] = overrides["eps"] * p.eps_start / p.eps  # the ramp keeps its shape
-    fields.update(overrides)
-    fields.setdefault("out", f"runs/{name}_{fields['dataset']}_{fields.get('method', 'mr')}.pt")
-    return TrainConfig(**fields)
-
-
-PRESETS.update({name: preset_for(name) for name in PAPER})

@@ -68,7 +68,7 @@ class Method(str, Enum):
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything that determines a run. Defaults are the ``small`` preset on digits
-    (``presets.preset_config(name, dataset, ...)`` builds one for any preset and data set)."""
+    (``preset_config(name, dataset, ...)`` builds one for any preset and data set)."""
 
     # Each field is also mr-train's flag, help text and config key (robustbench_mr.options);
     # cli/train_cmd.py replaces the defaults by the preset's numbers for the chosen data set.
@@ -529,4 +529,22 @@ def _plain(d: dict[str, Any]) -> dict[str, Any]:
     from robustbench_mr.checkpoint import plain_data
 
     return plain_data(d)
+
+
+def preset_config(name: str, dataset: str | None = None, **overrides: Any) -> Any:
+    """A :class:`TrainConfig` of preset ``name`` on ``dataset`` with ``overrides`` (any
+    TrainConfig field); the Python counterpart of ``mr-train NAME --dataset D ...``."""
+    from robustbench_mr.training.presets import preset_for
+
+    p = preset_for(name, dataset)
+    fields = dict(
+        arch=p.arch, dataset=p.dataset, epochs=p.epochs, batch_size=p.batch_size, lr=p.lr, lr_mid=p.lr_mid, momentum=p.momentum,
+        weight_decay=p.weight_decay, eps=p.eps, eps_start=p.eps_start, gamma_i=p.gamma_i, gamma_h=p.gamma_h,
+        gamma_growth=p.gamma_growth, alpha=p.alpha,
+    )
+    if "eps" in overrides and "eps_start" not in overrides:
+        fields["eps_start"] = overrides["eps"] * p.eps_start / p.eps  # the ramp keeps its shape
+    fields.update(overrides)
+    fields.setdefault("out", f"runs/{name}_{fields['dataset']}_{fields.get('method', 'mr')}.pt")
+    return TrainConfig(**fields)
 

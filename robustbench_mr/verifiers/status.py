@@ -46,3 +46,17 @@ class VerifyResult:
     dual_bound: float | None = None
     message: str = ""
     counterexample: np.ndarray | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, eq=False)
+class PropertyResult:
+    status: PropertyStatus
+    counterexample: np.ndarray | None
+    output: np.ndarray | None
+    seconds: float
+    message: str = ""
+    unstable_relus: int = 0
+    binaries: int = 0
+    bound_method: str = ""
+    milp_solves: int = 0
+    dual_bound: float | None = None  # best proven upper bound on the clause slack t (gap info)

@@ -85,7 +85,7 @@ def test_a_checkpoint_becomes_rows_a_board_row_leaderboard_files_and_plots(digit
 def test_an_onnx_file_is_one_command(digits_ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("onnx")
     from robustbench_mr.intake import load_model
-    from robustbench_mr.verifiers.export import export_onnx
+    from robustbench_mr.verifiers.spec.export import export_onnx
 
     loaded = load_model(digits_ckpt)
     onnx = export_onnx(loaded.model, loaded.input_shape, tmp_path / "model.onnx")

@@ -86,14 +86,14 @@ def test_malformed_scheduler_is_a_usage_error_before_any_work(tmp_path: Path, ca
 
 @pytest.mark.parametrize("address", ["tcp://127.0.0.1:8786", "10.0.0.5:8786", "tls://[::1]:8786", "inproc://10.0.0.5/123/1"])
 def test_well_formed_scheduler_addresses_pass(address: str) -> None:
-    from robustbench_mr.cli.common import scheduler_address_problem
+    from robustbench_mr.verifiers.runs.options import scheduler_address_problem
 
     assert scheduler_address_problem(address) is None
 
 
 @pytest.mark.parametrize("address", ["notaurl", "tcp://host", "tcp://:8786", "tcp://host:99999", "http://host:8786", "tcp://host:8786/x"])
 def test_malformed_scheduler_addresses_are_named(address: str) -> None:
-    from robustbench_mr.cli.common import scheduler_address_problem
+    from robustbench_mr.verifiers.runs.options import scheduler_address_problem
 
     assert scheduler_address_problem(address)
 

@@ -140,7 +140,7 @@ def test_one_default_per_concept_across_commands(capsys: pytest.CaptureFixture) 
 
 
 def test_eps_zero_is_refused_alike_by_the_flag_and_the_options() -> None:
-    from robustbench_mr.verifiers.runner import VerifyOptions
+    from robustbench_mr.verifiers.runs.dataset import VerifyOptions
 
     with pytest.raises(SystemExit):
         main(["verify", "ck.pt", "--eps", "0"])

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from robustbench_mr.cli.eval import main
-from robustbench_mr.cli.vnncomp_cmd import Instance, result_file_name
-from robustbench_mr.verifiers.export import write_result
+from robustbench_mr.verifiers.runs.vnncomp import Instance, result_file_name
+from robustbench_mr.verifiers.spec.export import write_result
 
 
 def _instance_files(shared_dir: Path) -> tuple[Path, Path]:
@@ -37,7 +37,7 @@ def test_verdict_is_printed_when_writing_fails(shared_dir, tmp_path, capsys, mon
     def broken(*a, **k):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("robustbench_mr.verifiers.export.write_result", broken)
+    monkeypatch.setattr("robustbench_mr.verifiers.spec.export.write_result", broken)
     assert main(["vnnlib", str(onnx), str(vnnlib), "--out", str(tmp_path / "r.txt"), "--timeout", "20"]) == 1
     cap = capsys.readouterr()
     assert cap.out.strip() == "sat"

@@ -34,7 +34,7 @@ def test_a_slow_to_parse_property_times_out_within_the_limit(shared_dir, tmp_pat
 
 
 def test_a_file_over_the_size_limit_is_one_line(shared_dir, tmp_path) -> None:
-    from robustbench_mr.verifiers.vnnlib import MAX_VNNLIB_BYTES
+    from robustbench_mr.verifiers.spec.vnnlib import MAX_VNNLIB_BYTES
 
     onnx = shared_dir / "data" / "vnncomp" / "test" / "test_small.onnx"
     huge = tmp_path / "huge.vnnlib"

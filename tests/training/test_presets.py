@@ -10,7 +10,8 @@ import pytest
 
 from robustbench_mr import load_checkpoint
 from robustbench_mr.training import TrainConfig, train
-from robustbench_mr.training.presets import DATASET_OVERRIDES, PAPER, preset_config, preset_for
+from robustbench_mr.training.presets import DATASET_OVERRIDES, PAPER, preset_for
+from robustbench_mr.training.trainer import preset_config
 from robustbench_mr.training.stability import collapse_warning
 
 

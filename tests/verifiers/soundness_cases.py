@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from robustbench_mr.verifiers.network import Affine, Network, ReLU
-from robustbench_mr.verifiers.property import Clause, Property
-from tests.verifiers.test_exactness import brute_force_max, random_net
+from robustbench_mr.verifiers.form.chain import Affine, Network, ReLU
+from robustbench_mr.verifiers.spec.property import Clause, Property
+from tests.verifiers.decide.test_exactness import brute_force_max, random_net
 
 TIE = 1e-6  # relative to the output scale: closer to 0 than this, either verdict is defensible
 ONNX_EXTRAS = ("dead_relu", "dead_after_output", "side_branch", "identity_gemm", "identity_nodes")

@@ -14,9 +14,10 @@ import pytest
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
-from robustbench_mr.verifiers.onnx import load_onnx, onnxruntime_forward  # noqa: E402
-from robustbench_mr.verifiers.property import robustness_property  # noqa: E402
-from robustbench_mr.verifiers.vnnlib import InstanceStatus, check_instance, read_vnnlib  # noqa: E402
+from robustbench_mr.verifiers.form.chain_from_onnx import load_onnx, onnxruntime_forward  # noqa: E402
+from robustbench_mr.verifiers.spec.property import robustness_property  # noqa: E402
+from robustbench_mr.verifiers.spec.vnnlib import read_vnnlib  # noqa: E402
+from robustbench_mr.verifiers.decide.instance import InstanceStatus, check_instance  # noqa: E402
 
 TIMEOUT = 20.0
 
@@ -44,7 +45,7 @@ def test_properties_are_the_eps_balls_of_the_named_test_images(shared_dir):
 
 
 def test_all_forty_answers_match_the_reference(shared_dir):
-    pytest.importorskip("robustbench_mr.verifiers.solve", reason="the verifier engineer's solve.check_property is not present yet")
+    pytest.importorskip("robustbench_mr.verifiers.decide.chain", reason="the verifier engineer's solve.check_property is not present yet")
     folder, rows = _rows(shared_dir)
     net = folder / "digits_mlp_40x40.onnx"
     assert load_onnx(net).relu_widths == [40, 40]

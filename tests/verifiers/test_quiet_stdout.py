@@ -19,9 +19,9 @@ def _run(args: list[str]) -> subprocess.CompletedProcess:
 def test_building_and_solving_a_milp_prints_nothing_on_stdout() -> None:
     code = (
         "import numpy as np\n"
-        "from robustbench_mr.verifiers.network import Affine, Network, ReLU\n"
-        "from robustbench_mr.verifiers.property import robustness_property\n"
-        "from robustbench_mr.verifiers.solve import check_property\n"
+        "from robustbench_mr.verifiers.form.chain import Affine, Network, ReLU\n"
+        "from robustbench_mr.verifiers.spec.property import robustness_property\n"
+        "from robustbench_mr.verifiers.decide.chain import check_property\n"
         "rng = np.random.default_rng(0)\n"
         "net = Network((4,), (Affine(rng.normal(size=(8, 4)), rng.normal(size=8)), ReLU(), Affine(rng.normal(size=(3, 8)), np.zeros(3))))\n"
         "x = np.full(4, 0.5)\n"

@@ -16,9 +16,9 @@ from robustbench_mr.cli.eval import main as mr_eval
 from robustbench_mr.data.datasets import dataset_info
 from robustbench_mr.deadline import Deadline
 from robustbench_mr.models import build_model
-from robustbench_mr.verifiers.engine import node_bounds, spec_lower
+from robustbench_mr.verifiers.bounds.engine import node_bounds, spec_lower
 from robustbench_mr.verifiers.form.from_torch import from_torch
-from robustbench_mr.verifiers.property import robustness_property
+from robustbench_mr.verifiers.spec.property import robustness_property
 
 
 def _images(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -61,7 +61,7 @@ def resnet_ckpt(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 def test_resnet_bounds_contain_samples_and_pgd(resnet_ckpt: tuple[Path, Path]) -> None:
     from robustbench_mr.checkpoint import load_checkpoint
-    from robustbench_mr.verifiers.runner import _pgd
+    from robustbench_mr.verifiers.runs.dataset import _pgd
 
     model, meta = load_checkpoint(resnet_ckpt[0])
     graph = from_torch(model, (3, 32, 32))

@@ -12,10 +12,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from robustbench_mr.verifiers.bounds import BOUND_METHODS
-from robustbench_mr.verifiers.milp import SOLVERS
-from robustbench_mr.verifiers.pulp_solver import _available_class
-from robustbench_mr.verifiers.solve import PropertyStatus, check_property
+from robustbench_mr.verifiers.bounds.methods import BOUND_METHODS
+from robustbench_mr.verifiers.milp.solvers import SOLVERS
+from robustbench_mr.verifiers.milp.pulp_solver import _available_class
+from robustbench_mr.verifiers.decide.chain import PropertyStatus, check_property
 from tests.verifiers.soundness_cases import ONNX_EXTRAS, Case, abs_case, permute, random_case, rescale, split_neuron, write_onnx, write_vnnlib
 
 AVAILABLE_SOLVERS = [s for s in SOLVERS if s == "highs" or _available_class(s) is not None]
@@ -124,8 +124,8 @@ def test_settings_agree_where_they_decide(inputs: int, free: int) -> None:
 @pytest.mark.parametrize("extra", ONNX_EXTRAS)
 def test_dead_and_redundant_onnx_nodes_keep_the_function_and_verdict(tmp_path, extra: str) -> None:
     pytest.importorskip("onnxruntime")
-    from robustbench_mr.verifiers.onnx import load_onnx, onnxruntime_forward
-    from robustbench_mr.verifiers.vnnlib import check_instance
+    from robustbench_mr.verifiers.form.chain_from_onnx import load_onnx, onnxruntime_forward
+    from robustbench_mr.verifiers.decide.instance import check_instance
 
     rng = np.random.default_rng(3)
     for case in cases(20, 20, range(4)) + cases(3, 3, range(2)):
@@ -148,7 +148,7 @@ def test_rescaled_float32_onnx_never_flips_a_verdict(tmp_path, solver: str) -> N
     VNN-LIB (import, bounds, MILP, onnxruntime confirmation); cases far from a tie only, since
     float32 rounding of the weights moves the truth a little."""
     pytest.importorskip("onnxruntime")
-    from robustbench_mr.verifiers.vnnlib import check_instance
+    from robustbench_mr.verifiers.decide.instance import check_instance
 
     run = 0
     for case in cases(20, 20, range(4)):
@@ -183,8 +183,8 @@ def test_identity_net_with_a_dead_relu_is_sat(tmp_path, where: str) -> None:
     pytest.importorskip("onnx")
     from onnx import helper
 
-    from robustbench_mr.verifiers.onnx import load_onnx
-    from robustbench_mr.verifiers.property import Clause, Property
+    from robustbench_mr.verifiers.form.chain_from_onnx import load_onnx
+    from robustbench_mr.verifiers.spec.property import Clause, Property
 
     nodes = [helper.make_node("Gemm", ["x", "I"], ["h"]), helper.make_node("Gemm", ["h", "I"], ["y"])]
     dead = helper.make_node("Relu", ["h"], ["unused"])
@@ -202,7 +202,7 @@ def test_a_branch_that_reaches_the_output_is_refused_naming_the_node(tmp_path) -
     from onnx import helper
 
     from robustbench_mr.errors import UnsupportedLayerError
-    from robustbench_mr.verifiers.onnx import load_onnx
+    from robustbench_mr.verifiers.form.chain_from_onnx import load_onnx
 
     nodes = [helper.make_node("Gemm", ["x", "I"], ["h"]), helper.make_node("Relu", ["h"], ["r"], name="the_relu"),
              helper.make_node("Gemm", ["h", "I"], ["g"], name="late_gemm"), helper.make_node("Gemm", ["r", "I"], ["g2"]),
@@ -231,9 +231,9 @@ def test_interval_bounds_read_a_presolve_solved_milp() -> None:
 def test_input_split_hands_many_stuck_boxes_to_one_milp() -> None:
     """One isolated unsafe point inside a 2-D box: boxes around it can never be proven and end
     too small to split; the search must hand one MILP the whole box, not one MILP per box."""
-    from robustbench_mr.verifiers.input_split import MILP_FALLBACK_MAX_BOXES, split_and_bound
-    from robustbench_mr.verifiers.network import Affine, Network, ReLU
-    from robustbench_mr.verifiers.property import Clause, Property
+    from robustbench_mr.verifiers.decide.input_split import MILP_FALLBACK_MAX_BOXES, split_and_bound
+    from robustbench_mr.verifiers.form.chain import Affine, Network, ReLU
+    from robustbench_mr.verifiers.spec.property import Clause, Property
 
     p = np.array([0.3137, -0.2071])
     # y = -(|x0 - p0| + |x1 - p1|) >= 0 only at x = p

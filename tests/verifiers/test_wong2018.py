@@ -12,9 +12,9 @@ import pytest
 import torch
 from torch import nn
 
-from robustbench_mr.verifiers.property import robustness_property
-from robustbench_mr.verifiers.solve import PropertyStatus, check_property
-from robustbench_mr.verifiers.torch_import import from_torch
+from robustbench_mr.verifiers.spec.property import robustness_property
+from robustbench_mr.verifiers.decide.chain import PropertyStatus, check_property
+from robustbench_mr.verifiers.form.chain_from_torch import from_torch
 
 
 def _wong_net(state: dict) -> nn.Sequential:

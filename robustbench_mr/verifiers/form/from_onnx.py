@@ -97,7 +97,7 @@ def _identity(node, ins, at, ctx, name):  # noqa: ANN001,ANN202
 
 @handles("Constant")
 def _constant(node, ins, at, ctx, name):  # noqa: ANN001,ANN202
-    from robustbench_mr.verifiers.onnx_proto import to_array
+    from robustbench_mr.verifiers.form.onnx_proto import to_array
 
     for k in ("value", "value_float", "value_floats", "value_int", "value_ints"):
         if k in at:
@@ -231,8 +231,8 @@ def _shape(node, ins, at, ctx, name):  # noqa: ANN001,ANN202
 def load_onnx_graph(path: str | Path) -> Graph:
     """The graph form of an ONNX file (float64). One ``UnsupportedLayerError`` names every
     unsupported op of the live sub-graph; unreadable files are one ``UserError`` line."""
-    from robustbench_mr.verifiers.onnx import _check_finite_constants, network_input_shape, read_live_graph
-    from robustbench_mr.verifiers.onnx_proto import attribute_value, to_array
+    from robustbench_mr.verifiers.form.chain_from_onnx import _check_finite_constants, network_input_shape, read_live_graph
+    from robustbench_mr.verifiers.form.onnx_proto import attribute_value, to_array
 
     p, model, output, nodes, in_name, in_shape = read_live_graph(path, HANDLERS)
     outputs = [output]

@@ -14,10 +14,10 @@ from torch import nn
 
 from robustbench_mr.errors import UnsupportedLayerError
 from robustbench_mr.models import build_model
-from robustbench_mr.verifiers.export import export_onnx
+from robustbench_mr.verifiers.spec.export import export_onnx
 from robustbench_mr.verifiers.form.from_onnx import HANDLERS, load_onnx_graph
 from robustbench_mr.verifiers.form.from_torch import from_torch
-from robustbench_mr.verifiers.onnx import onnxruntime_forward
+from robustbench_mr.verifiers.form.chain_from_onnx import onnxruntime_forward
 
 
 class TinyRes(nn.Module):

@@ -12,12 +12,12 @@ import torch
 import torch.nn.functional as F
 
 from robustbench_mr.deadline import Deadline
-from robustbench_mr.verifiers.engine import backward_lower, interval_boxes, node_bounds
+from robustbench_mr.verifiers.bounds.engine import backward_lower, interval_boxes, node_bounds
 from robustbench_mr.verifiers.form import OPS, build
 from robustbench_mr.verifiers.form.ops import Add, AvgPool2d, Conv2d, ElementwiseAffine, Linear, MaxPool2d, ReLU, Reshape
-from robustbench_mr.verifiers.milp_graph import build_graph_milp, with_highs
-from robustbench_mr.verifiers.milp import solve_clause_milp, MilpOutcome
-from robustbench_mr.verifiers.property import Clause, Property
+from robustbench_mr.verifiers.milp.graph import build_graph_milp, with_highs
+from robustbench_mr.verifiers.milp.model import solve_clause_milp, MilpOutcome
+from robustbench_mr.verifiers.spec.property import Clause, Property
 
 g = torch.Generator().manual_seed(0)
 

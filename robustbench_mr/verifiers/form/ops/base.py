@@ -9,7 +9,7 @@ defines one ``Op`` subclass with four faces of the same function:
   each input and the constant part such that ``A . out >= sum_i A_i . in_i + const`` holds for
   every input inside ``in_boxes`` (a lower bound; an upper bound is the lower bound of -A);
   ``const_abs`` is the magnitude of the constant terms, for the widening;
-* ``milp_rows``: the op's rows in the MILP (``verifiers/milp_graph.py`` asks each op).
+* ``milp_rows``: the op's rows in the MILP (``verifiers/milp/graph.py`` asks each op).
 
 A new op kind is a new file here that calls ``register``: the importers, the bound engine,
 the MILP and the tests read the registry (``OPS``), never a hand-written list.

@@ -1,7 +1,7 @@
 """ReLU: y = max(x, 0). Relaxation over [l, u] (CROWN / DeepPoly): upper chord
 u (x - l) / (u - l) on unstable neurons; lower line slope * x with slope in [0, 1] (any such
 slope is sound; the default takes 1 where u > -l, the smaller area; alpha-CROWN optimizes it).
-MILP: the big-M rows of ``relu_encoding.py`` (the one place a ReLU becomes constraints),
+MILP: the big-M rows of ``milp/relu_encoding.py`` (the one place a ReLU becomes constraints),
 binaries only on unstable neurons."""
 
 from __future__ import annotations

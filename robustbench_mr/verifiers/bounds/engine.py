@@ -1,0 +1,281 @@
+"""Sound bounds over a ``Graph``, batched over B input boxes and R spec rows at once.
+
+* ``interval`` (IBP): each op's interval transfer, node by node.
+* ``crown``: the bounds of every input of a nonlinear op (ReLU, MaxPool) by linear
+  back-substitution to the input box through the relaxations of the earlier nonlinear ops
+  (CROWN / DeepPoly), intersected with IBP; rows only for the neurons IBP leaves unstable,
+  in chunks that fit ``memory_floats``; a node with more than ``max_rows`` unstable neurons
+  (or when the deadline is near) keeps its IBP bounds, which is sound, only looser. After a
+  node is tightened, the interval bounds of the nodes after it are recomputed and intersected.
+* ``alpha``: CROWN, then the spec rows' lower bound with the lower slope of every unstable
+  ReLU optimized per (box, row, neuron) by projected Adam (alpha-CROWN); the final bound is
+  recomputed without gradients from the final slopes, and any slope in [0, 1] is sound.
+
+Soundness: float64 throughout, on every device (no float32 path: an H200 runs float64 at
+full speed, and float64 keeps one rounding argument for CPU and CUDA). Every bound is widened
+outward by ``SLACK`` (1e-9) times the magnitude of the sum that produced it (the ops' interval
+transfers widen themselves; a back-substituted bound is widened by the magnitude of its
+constant terms plus |A| max(|lo|, |hi|) over the box). No absolute tolerance: a
+function-preserving rescaling of the weights rescales every margin with it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from math import prod
+
+from robustbench_mr.deadline import Deadline, DeadlineExceeded
+from robustbench_mr.verifiers.form.graph import Graph
+from robustbench_mr.verifiers.bounds.methods import BoundMethod
+from robustbench_mr.verifiers.form.ops import SLACK, Box, ReLU
+
+MEMORY_FLOATS = 2 ** 23  # float64 values of one back-substitution chunk's widest coefficient tensor (64 MiB)
+INTERMEDIATE_SHARE = 0.5  # of the time left: the most the intermediate CROWN bounds may take
+MAX_ROWS = 20_000  # unstable neurons of one node beyond which it keeps its interval bounds
+ALPHA_ITERS = 20
+ALPHA_LR = 0.1
+
+
+
+def resolve_device(device: str | None) -> str:
+    """``auto`` -> cuda when available, else cpu."""
+    if device in (None, "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        from robustbench_mr.errors import UserError
+
+        raise UserError(f"--device {device}: no CUDA device is available here; use --device cpu or auto")
+    return device
+
+
+@dataclass(frozen=True, eq=False)
+class GraphBounds:
+    """Bounds of every node over each of B boxes: ``boxes[i]`` = (lower, upper), (B, *shape)."""
+
+    boxes: list[Box]
+    method: str
+
+    def unstable(self, graph: Graph) -> torch.Tensor:
+        """(B,) number of unstable ReLU inputs per box."""
+        B = self.boxes[0][0].shape[0]
+        total = torch.zeros(B, dtype=torch.long, device=self.boxes[0][0].device)
+        for n in graph.nodes[1:]:
+            if isinstance(n.op, ReLU):
+                l, u = self.boxes[n.inputs[0]]
+                total += ((l < 0) & (u > 0)).flatten(1).sum(1)
+        return total
+
+
+def _as_batch(graph: Graph, lo: torch.Tensor, hi: torch.Tensor) -> Box:
+    lo = torch.as_tensor(lo, dtype=torch.float64, device=graph.device)
+    hi = torch.as_tensor(hi, dtype=torch.float64, device=graph.device)
+    if lo.dim() == 1 or tuple(lo.shape) == tuple(graph.input_shape):
+        lo, hi = lo.reshape(1, -1), hi.reshape(1, -1)
+    lo = lo.reshape(lo.shape[0], *graph.input_shape)
+    hi = hi.reshape(hi.shape[0], *graph.input_shape)
+    if torch.any(lo > hi):
+        raise ValueError("input box has lower > upper")
+    return lo, hi
+
+
+def interval_boxes(graph: Graph, lo: torch.Tensor, hi: torch.Tensor, start: int = 1, boxes: list[Box] | None = None) -> list[Box]:
+    """IBP boxes of every node (from node ``start`` on, intersected with ``boxes`` if given)."""
+    lo, hi = _as_batch(graph, lo, hi)
+    out: list[Box] = list(boxes) if boxes is not None else [(lo, hi)]
+    for i in range(start, len(graph.nodes)):
+        n = graph.nodes[i]
+        l, u = n.op.interval(*[out[j] for j in n.inputs])
+        if boxes is not None and i < len(boxes):
+            l, u = torch.maximum(l, boxes[i][0]), torch.minimum(u, boxes[i][1])
+            l = torch.minimum(l, u)
+            out[i] = (l, u)
+        else:
+            out.append((l, u))
+    return out
+
+
+def backward_lower(graph: Graph, start: int, A: torch.Tensor, boxes: list[Box], slopes: dict[int, torch.Tensor] | None = None,
+                   deadline: Deadline | None = None, taps: dict[int, torch.Tensor] | None = None) -> torch.Tensor:
+    """Sound lower bounds (B, R) of ``A . node_start`` (A: (B, R, *shape)) over the input box,
+    by back-substitution through every op between the input and ``start`` (raises
+    ``DeadlineExceeded`` between ops once ``deadline`` has passed). ``taps``: for each node
+    index given as a key, the coefficients on that node's output are stored there (the branching
+    heuristics read them)."""
+    B, R = A.shape[:2]
+    acc: dict[int, torch.Tensor] = {start: A}
+    const = torch.zeros(B, R, dtype=A.dtype, device=A.device)
+    mag = torch.zeros_like(const)
+    for i in range(start, 0, -1):
+        Ai = acc.pop(i, None)
+        if Ai is None:
+            continue
+        if deadline is not None:
+            deadline.check("back-substituting")
+        if taps is not None and i in taps:
+            taps[i] = Ai
+        n = graph.nodes[i]
+        bw = n.op.backward(Ai, *[boxes[j] for j in n.inputs], slope=None if slopes is None else slopes.get(i))
+        const = const + bw.const
+        mag = mag + bw.const_abs
+        for j, Aj in zip(n.inputs, bw.inputs):
+            acc[j] = acc[j] + Aj if j in acc else Aj
+    lo, hi = boxes[0]
+    A0 = acc.get(0)
+    if A0 is None:  # the form does not depend on the input
+        return const - SLACK * mag
+    A0 = A0.flatten(2)
+    l, h = lo.flatten(1).unsqueeze(1), hi.flatten(1).unsqueeze(1)
+    value = const + (A0.clamp(min=0) * l).sum(-1) + (A0.clamp(max=0) * h).sum(-1)
+    mag = mag + (A0.abs() * torch.maximum(l.abs(), h.abs())).sum(-1)
+    return value - SLACK * mag
+
+
+def _crown_node(graph: Graph, p: int, boxes: list[Box], memory_floats: int, max_rows: int, deadline: Deadline | None) -> Box | None:
+    l, u = boxes[p]
+    B = l.shape[0]
+    flat_l, flat_u = l.flatten(1).clone(), u.flatten(1).clone()
+    rows = torch.nonzero(((flat_l < 0) & (flat_u > 0)).any(0)).flatten()
+    if rows.numel() == 0 or rows.numel() > max_rows:
+        return None
+    widest = max(prod(n.shape) for n in graph.nodes[: p + 1])
+    chunk = max(1, memory_floats // max(1, 2 * B * widest))
+    n = flat_l.shape[1]
+    last = 0.0
+    for c0 in range(0, rows.numel(), chunk):
+        if deadline is not None and deadline.left() <= last:  # the next chunk would not finish in time
+            return None
+        t0 = time.perf_counter()
+        idx = rows[c0:c0 + chunk]
+        r = idx.numel()
+        E = torch.zeros(B, 2 * r, n, dtype=l.dtype, device=l.device)
+        ar = torch.arange(r, device=l.device)
+        E[:, ar, idx] = 1.0
+        E[:, r + ar, idx] = -1.0
+        try:
+            low = backward_lower(graph, p, E.reshape(B, 2 * r, *l.shape[1:]), boxes, deadline=deadline)
+        except DeadlineExceeded:
+            return None
+        flat_l[:, idx] = torch.maximum(flat_l[:, idx], low[:, :r])
+        flat_u[:, idx] = torch.minimum(flat_u[:, idx], -low[:, r:])
+        last = time.perf_counter() - t0
+    flat_l = torch.minimum(flat_l, flat_u)
+    return flat_l.reshape(l.shape), flat_u.reshape(u.shape)
+
+
+def node_bounds(graph: Graph, lo: torch.Tensor, hi: torch.Tensor, method: str = "crown", deadline: Deadline | None = None,
+                memory_floats: int = MEMORY_FLOATS, max_rows: int = MAX_ROWS) -> GraphBounds:
+    """Bounds of every node over each input box (lo, hi: (B, *input_shape) or one flat box)."""
+    method = BoundMethod(method).value
+    with torch.no_grad():
+        boxes = interval_boxes(graph, lo, hi)
+        if method == BoundMethod.INTERVAL.value:
+            return GraphBounds(boxes, method)
+        if deadline is not None:  # leave time for the spec bounds and what comes after them
+            deadline = Deadline(max(0.0, deadline.left()) * INTERMEDIATE_SHARE)
+        for p in graph.piecewise_inputs():
+            if p == 0:
+                continue
+            if deadline is not None and deadline.expired():
+                break
+            tight = _crown_node(graph, p, boxes, memory_floats, max_rows, deadline)
+            if tight is None:
+                continue
+            boxes[p] = tight
+            boxes = interval_boxes(graph, boxes[0][0], boxes[0][1], start=p + 1, boxes=boxes)
+    return GraphBounds(boxes, method)
+
+
+def spec_coefficients(graph: Graph, C: torch.Tensor, B: int) -> torch.Tensor:
+    """C (R, outputs) or (B, R, outputs) as back-substitution coefficients (B, R, *output shape)."""
+    C = torch.as_tensor(C, dtype=torch.float64, device=graph.device)
+    if C.dim() == 2:
+        C = C.unsqueeze(0).expand(B, *C.shape)
+    return C.reshape(B, C.shape[1], *graph.nodes[graph.output].shape)
+
+
+def spec_lower(graph: Graph, gb: GraphBounds, C: torch.Tensor, method: str = "crown", deadline: Deadline | None = None,
+               alpha_iters: int = ALPHA_ITERS, alpha_lr: float = ALPHA_LR, taps: dict[int, torch.Tensor] | None = None,
+               interruptible: bool = False) -> torch.Tensor:
+    """Sound lower bounds (B, R) of ``C y`` (C: (R, outputs) or (B, R, outputs)) over each box
+    (``taps``: see ``backward_lower``; filled by the CROWN pass). The CROWN pass runs to the end
+    unless ``interruptible`` (branch and bound), when it raises ``DeadlineExceeded`` once
+    ``deadline`` has passed; ``deadline`` always limits the alpha iterations."""
+    B = gb.boxes[0][0].shape[0]
+    A = spec_coefficients(graph, C, B)
+    ylo, yhi = gb.boxes[graph.output]
+    Af = A.flatten(2)
+    l, h = ylo.flatten(1).unsqueeze(1), yhi.flatten(1).unsqueeze(1)
+    box = (Af.clamp(min=0) * l).sum(-1) + (Af.clamp(max=0) * h).sum(-1)
+    box = box - SLACK * (Af.abs() * torch.maximum(l.abs(), h.abs())).sum(-1)
+    if method == BoundMethod.INTERVAL.value:
+        return box
+    with torch.no_grad():
+        best = torch.maximum(box, backward_lower(graph, graph.output, A, gb.boxes, deadline=deadline if interruptible else None, taps=taps))
+    if method != BoundMethod.ALPHA.value or alpha_iters <= 0:
+        return best
+    return torch.maximum(best, _alpha(graph, gb, A, deadline, alpha_iters, alpha_lr))
+
+
+def _alpha(graph: Graph, gb: GraphBounds, A: torch.Tensor, deadline: Deadline | None, iters: int, lr: float) -> torch.Tensor:
+    from robustbench_mr.verifiers.form.ops.relu import relaxation
+
+    R = A.shape[1]
+    slopes: dict[int, torch.Tensor] = {}
+    for i, n in enumerate(graph.nodes):
+        if isinstance(n.op, ReLU):
+            l, u = gb.boxes[n.inputs[0]]
+            init, _, _, unstable = relaxation(l, u)
+            if bool(unstable.any()):
+                slopes[i] = init.unsqueeze(1).expand(-1, R, *init.shape[1:]).clone().requires_grad_(True)
+    if not slopes:
+        with torch.no_grad():
+            return backward_lower(graph, graph.output, A, gb.boxes)
+    opt = _Adam(list(slopes.values()), lr=lr)
+    best = None
+    last = 0.0
+    for _ in range(iters):
+        # every iteration's bound is sound (the slopes' values are clamped to [0, 1] inside the
+        # ReLU's backward), so the best one is kept and no final pass is needed; stop before an
+        # iteration that would not finish in time
+        if deadline is not None and deadline.left() <= last:
+            break
+        t0 = time.perf_counter()
+        low = backward_lower(graph, graph.output, A, gb.boxes, slopes)
+        best = low.detach() if best is None else torch.maximum(best, low.detach())
+        grads = torch.autograd.grad(-low.sum(), list(slopes.values()))
+        opt.step(grads)
+        with torch.no_grad():
+            for s in slopes.values():
+                s.clamp_(0, 1)
+        last = time.perf_counter() - t0
+    if best is None:
+        with torch.no_grad():
+            return backward_lower(graph, graph.output, A, gb.boxes)
+    return best
+
+
+class _Adam:
+    """Adam (Kingma & Ba) on a few tensors, in place. torch.optim.Adam would do, but importing
+    torch.optim loads torch._dynamo (seconds of start-up, inside an instance's time limit)."""
+
+    def __init__(self, params: list[torch.Tensor], lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
+        self.params, self.lr, self.betas, self.eps, self.t = params, lr, betas, eps, 0
+        self.m = [torch.zeros_like(p) for p in params]
+        self.v = [torch.zeros_like(p) for p in params]
+
+    @torch.no_grad()
+    def step(self, grads: tuple[torch.Tensor, ...]) -> None:
+        self.t += 1
+        b1, b2 = self.betas
+        for p, g, m, v in zip(self.params, grads, self.m, self.v):
+            m.mul_(b1).add_(g, alpha=1 - b1)
+            v.mul_(b2).addcmul_(g, g, value=1 - b2)
+            p.sub_(self.lr * (m / (1 - b1 ** self.t)) / ((v / (1 - b2 ** self.t)).sqrt() + self.eps))
+
+
+METHODS: dict[str, Callable[..., GraphBounds]] = {m.value: node_bounds for m in BoundMethod}

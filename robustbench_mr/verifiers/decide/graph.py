@@ -1,0 +1,90 @@
+"""Decide one ``Property`` on a ``Graph`` (residual / pooled nets the chain form cannot hold).
+
+Escalation, each stage only while some clause is open and under one ``Deadline``:
+interval bounds -> CROWN (intermediate bounds by back-substitution) -> alpha-CROWN on the
+spec rows -> the MILP of the graph (``milp/graph.py``) when it has at most
+``MILP_MAX_UNSTABLE`` unstable ReLUs, else branch and bound over ReLU splits (``decide/bab.py``). ``sat`` only with a point whose float64 forward pass
+satisfies a clause (the caller's falsifier runs first); ``unsat`` only when every clause has
+a row whose sound lower bound exceeds its right-hand side, or the MILP proves it; otherwise
+``unknown`` (nothing decides; e.g. a branch-and-bound domain with every ReLU fixed that its
+LP does not close) or ``timeout``. Which stage decided is in the result's ``bound_method`` and
+message (domains bounded, depth).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from robustbench_mr.deadline import Deadline
+from robustbench_mr.verifiers.bounds.engine import node_bounds, spec_lower
+from robustbench_mr.verifiers.form.graph import Graph
+from robustbench_mr.verifiers.spec.property import Property
+from robustbench_mr.verifiers.status import PropertyResult
+from robustbench_mr.verifiers.status import PropertyStatus
+
+MILP_MAX_UNSTABLE = 40  # at most this many unstable ReLUs: the MILP; more: relu-split branch and bound
+
+# the chain verifier's --bounds names -> the graph engine's stages
+STAGES = {"interval": ("interval",), "crown": ("interval", "crown"), "lp": ("interval", "crown", "alpha"),
+          "alpha": ("interval", "crown", "alpha"), "alpha-lp": ("interval", "crown", "alpha")}
+
+
+def open_clauses(prop: Property, lower_rows: np.ndarray) -> list[int]:
+    """Clauses not proven unreachable: clause k is unreachable when some row r has
+    lower(C_r y) > d_r (its rows are stacked in ``lower_rows`` in clause order)."""
+    out, r = [], 0
+    for k, c in enumerate(prop.clauses):
+        n = c.C.shape[0]
+        if not bool(np.any(lower_rows[r:r + n] > c.d)):
+            out.append(k)
+        r += n
+    return out
+
+
+def check_graph_property(graph: Graph, prop: Property, deadline: Deadline, bounds: str = "alpha", solver: str = "highs",
+                         branching: str = "babsr") -> PropertyResult:
+    start = time.perf_counter()
+    if prop.lower.size != graph.num_inputs:
+        raise ValueError(f"property box has {prop.lower.size} inputs, the network takes {graph.num_inputs}")
+    C = np.vstack([c.C for c in prop.clauses])
+    lo = torch.as_tensor(prop.lower, dtype=torch.float64, device=graph.device).reshape(1, *graph.input_shape)
+    hi = torch.as_tensor(prop.upper, dtype=torch.float64, device=graph.device).reshape(1, *graph.input_shape)
+    Ct = torch.as_tensor(C, dtype=torch.float64, device=graph.device)
+    gb = None
+    unstable = 0
+    stages_run = []
+    for stage in STAGES.get(bounds, STAGES["alpha"]):
+        if deadline.expired():
+            return PropertyResult(PropertyStatus.TIMEOUT, None, None, time.perf_counter() - start, f"time up after {'+'.join(stages_run) or 'nothing'}",
+                                  unstable, 0, bounds)
+        if stage != "alpha" or gb is None:
+            gb = node_bounds(graph, lo, hi, "interval" if stage == "interval" else "crown", deadline)
+            unstable = int(gb.unstable(graph)[0])
+        low = spec_lower(graph, gb, Ct, stage, deadline)[0].cpu().numpy()
+        stages_run.append(stage)
+        if not open_clauses(prop, low):
+            return PropertyResult(PropertyStatus.UNSAT, None, None, time.perf_counter() - start, f"proven by {stage} bounds", unstable, 0, stage)
+    if deadline.expired():
+        return PropertyResult(PropertyStatus.TIMEOUT, None, None, time.perf_counter() - start, f"time up after {'+'.join(stages_run)} bounds",
+                              unstable, 0, bounds)
+    if unstable <= MILP_MAX_UNSTABLE:
+        # few unstable ReLUs: one MILP per clause is exact and usually fast
+        from robustbench_mr.verifiers.milp.graph import solve_graph_property
+
+        return solve_graph_property(graph, prop, gb, deadline, solver=solver, start=start, unstable=unstable)
+    # many: branch and bound over ReLU splits, clause by clause (decide/bab.py); it proves, never refutes
+    from robustbench_mr.verifiers.decide.bab import relu_bab
+
+    domains, depth = 0, 0
+    for k in open_clauses(prop, low):
+        r = relu_bab(graph, gb, prop.clauses[k], deadline, branching=branching)
+        domains, depth = domains + r.domains, max(depth, r.max_depth)
+        if not r.proven:
+            status = PropertyStatus.TIMEOUT if deadline.expired() else PropertyStatus.UNKNOWN
+            return PropertyResult(status, None, None, time.perf_counter() - start,
+                                  f"relu-split bab ({branching}) on clause {k}: {r.message}; {domains} domains, depth {depth}", unstable, 0, f"{bounds}+bab")
+    return PropertyResult(PropertyStatus.UNSAT, None, None, time.perf_counter() - start,
+                          f"every open clause closed by relu-split bab ({branching}; {domains} domains, depth {depth})", unstable, 0, f"{bounds}+bab")
