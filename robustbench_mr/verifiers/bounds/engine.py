@@ -135,12 +135,19 @@ def backward_lower(graph: Graph, start: int, A: torch.Tensor, boxes: list[Box], 
     return value - SLACK * mag
 
 
-def _crown_node(graph: Graph, p: int, boxes: list[Box], memory_floats: int, max_rows: int, deadline: Deadline | None) -> Box | None:
+def crown_rows(graph: Graph, p: int, boxes: list[Box], every_row: bool = False, memory_floats: int = MEMORY_FLOATS,
+               max_rows: int | None = None, deadline: Deadline | None = None) -> Box | None:
+    """CROWN bounds of node ``p`` (its box in ``boxes`` intersected in): of every neuron that box
+    leaves unstable in some batch entry, or of all of them (``every_row``: a network output).
+    None when no row needs it, there are more than ``max_rows``, or the deadline comes first."""
     l, u = boxes[p]
     B = l.shape[0]
     flat_l, flat_u = l.flatten(1).clone(), u.flatten(1).clone()
-    rows = torch.nonzero(((flat_l < 0) & (flat_u > 0)).any(0)).flatten()
-    if rows.numel() == 0 or rows.numel() > max_rows:
+    if every_row:
+        rows = torch.arange(flat_l.shape[1], device=l.device)
+    else:
+        rows = torch.nonzero(((flat_l < 0) & (flat_u > 0)).any(0)).flatten()
+    if rows.numel() == 0 or (max_rows is not None and rows.numel() > max_rows):
         return None
     widest = max(prod(n.shape) for n in graph.nodes[: p + 1])
     chunk = max(1, memory_floats // max(1, 2 * B * widest))
@@ -182,7 +189,7 @@ def node_bounds(graph: Graph, lo: torch.Tensor, hi: torch.Tensor, method: str = 
                 continue
             if deadline is not None and deadline.expired():
                 break
-            tight = _crown_node(graph, p, boxes, memory_floats, max_rows, deadline)
+            tight = crown_rows(graph, p, boxes, memory_floats=memory_floats, max_rows=max_rows, deadline=deadline)
             if tight is None:
                 continue
             boxes[p] = tight
@@ -222,19 +229,27 @@ def spec_lower(graph: Graph, gb: GraphBounds, C: torch.Tensor, method: str = "cr
 
 
 def _alpha(graph: Graph, gb: GraphBounds, A: torch.Tensor, deadline: Deadline | None, iters: int, lr: float) -> torch.Tensor:
+    return alpha_lower(graph, graph.output, A, gb.boxes, deadline, iters, lr)
+
+
+def alpha_lower(graph: Graph, start: int, A: torch.Tensor, boxes: list[Box], deadline: Deadline | None = None, iters: int = ALPHA_ITERS,
+                lr: float = ALPHA_LR) -> torch.Tensor:
+    """alpha-CROWN: sound lower bounds (B, R) of ``A . node_start`` with the lower slope of every
+    unstable ReLU before ``start`` optimized per (box, row, neuron) by projected Adam; the best
+    bound seen per row (every iterate is sound), never below CROWN's (the first iterate)."""
     from robustbench_mr.verifiers.form.ops.relu import relaxation
 
     R = A.shape[1]
     slopes: dict[int, torch.Tensor] = {}
-    for i, n in enumerate(graph.nodes):
+    for i, n in enumerate(graph.nodes[:start], start=0):
         if isinstance(n.op, ReLU):
-            l, u = gb.boxes[n.inputs[0]]
+            l, u = boxes[n.inputs[0]]
             init, _, _, unstable = relaxation(l, u)
             if bool(unstable.any()):
                 slopes[i] = init.unsqueeze(1).expand(-1, R, *init.shape[1:]).clone().requires_grad_(True)
     if not slopes:
         with torch.no_grad():
-            return backward_lower(graph, graph.output, A, gb.boxes)
+            return backward_lower(graph, start, A, boxes)
     opt = _Adam(list(slopes.values()), lr=lr)
     best = None
     last = 0.0
@@ -245,7 +260,7 @@ def _alpha(graph: Graph, gb: GraphBounds, A: torch.Tensor, deadline: Deadline | 
         if deadline is not None and deadline.left() <= last:
             break
         t0 = time.perf_counter()
-        low = backward_lower(graph, graph.output, A, gb.boxes, slopes)
+        low = backward_lower(graph, start, A, boxes, slopes)
         best = low.detach() if best is None else torch.maximum(best, low.detach())
         grads = torch.autograd.grad(-low.sum(), list(slopes.values()))
         opt.step(grads)
@@ -255,7 +270,7 @@ def _alpha(graph: Graph, gb: GraphBounds, A: torch.Tensor, deadline: Deadline | 
         last = time.perf_counter() - t0
     if best is None:
         with torch.no_grad():
-            return backward_lower(graph, graph.output, A, gb.boxes)
+            return backward_lower(graph, start, A, boxes)
     return best
 
 

@@ -27,7 +27,7 @@ import highspy
 import numpy as np
 import scipy.sparse as sp
 
-from robustbench_mr.verifiers.bounds.chain import SLACK, Bounds, _relu_relaxation, _unit_rows, _widen, backsubstitute, crown_bounds
+from robustbench_mr.verifiers.bounds.chain import SLACK, Bounds, crown_bounds, layer_crown
 from robustbench_mr.verifiers.form.chain import Network
 
 PER_LP_SECONDS = 0.5
@@ -173,13 +173,7 @@ def lp_bounds(network: Network, lower: np.ndarray, upper: np.ndarray, time_budge
         # CROWN again with the tightened relaxations of layers < k (intersected: never looser)
         rows = np.arange(l.size) if k == len(affines) - 1 else np.nonzero((l < 0) & (u > 0))[0]
         if rows.size and tightened:
-            relax = [_relu_relaxation(a, b) for a, b in zip(los, his)]
-            eye = _unit_rows(l.size, rows)
-            u_sym, u_mag = backsubstitute(network, k, eye, np.zeros(rows.size), relax, lo, hi, magnitude=True)
-            l_up, l_mag = backsubstitute(network, k, -eye, np.zeros(rows.size), relax, lo, hi, magnitude=True)
-            _, u_sym = _widen(u_sym, u_sym, u_mag)
-            _, l_up = _widen(l_up, l_up, l_mag)
-            l_sym = -l_up
+            l_sym, u_sym = layer_crown(network, k, los, his, lo, hi, rows)
             l[rows] = np.maximum(l[rows], l_sym)
             u[rows] = np.minimum(u[rows], u_sym)
             l = np.minimum(l, u)

@@ -178,14 +178,9 @@ class _BatchedBounds:
 
     @staticmethod
     def _relax(l: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        active = l >= 0
-        unstable = (l < 0) & (u > 0)
-        denom = torch.where(unstable, u - l, torch.ones_like(l))
-        chord = u / denom
-        up_slope = torch.where(unstable, chord, active.to(l.dtype))
-        up_icpt = torch.where(unstable, -l * chord, torch.zeros_like(l))
-        lo_slope = torch.where(active | (unstable & (u > -l)), torch.ones_like(l), torch.zeros_like(l))
-        return lo_slope, up_slope, up_icpt
+        from robustbench_mr.verifiers.form.ops.relu import relaxation  # the one ReLU relaxation
+
+        return relaxation(l, u)[:3]
 
     def _interval(self, k: int, lo: torch.Tensor, hi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         center, radius = (hi + lo) / 2.0, (hi - lo) / 2.0

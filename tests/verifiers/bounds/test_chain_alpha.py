@@ -10,7 +10,10 @@ import torch
 
 from robustbench_mr.verifiers.bounds import chain_alpha as alpha_crown
 from robustbench_mr.verifiers.bounds.chain_alpha import alpha_bounds, alpha_spec_lower_bounds
-from robustbench_mr.verifiers.bounds.chain import _relu_relaxation, spec_lower_bounds
+from robustbench_mr.verifiers.bounds.chain import graph_boxes, spec_lower_bounds
+from robustbench_mr.verifiers.bounds.engine import backward_lower
+from robustbench_mr.verifiers.form.from_chain import chain_graph
+from robustbench_mr.verifiers.form.ops.relu import relaxation
 from robustbench_mr.verifiers.bounds.methods import compute_bounds
 from robustbench_mr.verifiers.bounds.lp_tighten import _LayerLp
 from robustbench_mr.verifiers.form.chain import Network
@@ -95,8 +98,9 @@ def test_alpha_is_never_tighter_than_the_exact_triangle_lp() -> None:
 
 
 def test_any_optimizer_output_stays_sound(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Wild slopes (a huge step size) are clamped before the float64 recomputation, and slopes
-    outside [0, 1] never reach it."""
+    """Wild slopes (a huge step size) stay sound and never loosen CROWN; slopes outside [0, 1]
+    count as their clamped values (the ReLU's backward clamps them), so no optimizer output can
+    leave the sound range."""
     rng = np.random.default_rng(2)
     net = _random_net(rng, [6, 20, 20, 4])
     lo, hi = np.full(6, 0.1), np.full(6, 0.8)
@@ -106,16 +110,13 @@ def test_any_optimizer_output_stays_sound(monkeypatch: pytest.MonkeyPatch) -> No
     _assert_contains(net, b, np.vstack([rng.uniform(lo, hi, size=(3000, 6)), _extreme_points(net, lo, hi, rng)]))
     for k in range(len(cb.lower)):
         assert np.all(b.lower[k] >= cb.lower[k]) and np.all(b.upper[k] <= cb.upper[k])
-
-    def out_of_range_slopes(network, k, S, relax, *args, **kwargs):  # noqa: ANN001, ANN202
-        out = [np.repeat(r[0][None, :], S.shape[0], axis=0) for r in relax[:k]]
-        for o, r in zip(out, relax):
-            o[:, (r[1] > 0) & (r[1] < 1)] = 2.0  # outside [0, 1]
-        return out
-
-    monkeypatch.setattr(alpha_crown, "_optimized_slopes", out_of_range_slopes)
-    with pytest.raises(AssertionError, match="outside"):
-        alpha_bounds(net, lo, hi, time_budget=10)
+    g = chain_graph(net)
+    boxes = graph_boxes(net, lo, hi, cb.lower, cb.upper)
+    A = torch.from_numpy(rng.normal(size=(1, 5, 4)))
+    relus = [i for i, n in enumerate(g.nodes) if n.op is not None and n.op.kind == "relu"]
+    wild = {i: torch.full((1, 5, 20), 2.0, dtype=torch.float64) for i in relus}
+    ones = {i: torch.ones((1, 5, 20), dtype=torch.float64) for i in relus}
+    assert torch.equal(backward_lower(g, g.output, A, boxes, wild), backward_lower(g, g.output, A, boxes, ones))
 
 
 def test_alpha_with_no_time_keeps_crown() -> None:
@@ -156,18 +157,19 @@ def test_alpha_spec_bounds_are_sound_and_never_looser() -> None:
 
 
 def test_alpha_relaxation_slopes_matrix_matches_crown_vector() -> None:
-    """The numpy back-substitution gives the same bound for CROWN's slopes as a vector or as a per-row matrix."""
-    from robustbench_mr.verifiers.bounds.chain import backsubstitute
-
+    """The engine's back-substitution gives the same bound for CROWN's slopes left implicit or
+    given per row (the form alpha-CROWN optimizes)."""
     rng = np.random.default_rng(8)
     net = _random_net(rng, [5, 12, 12, 3])
     lo, hi = np.full(5, 0.0), np.full(5, 1.0)
     cb = compute_bounds(net, lo, hi, "crown")
-    relax = [_relu_relaxation(l, u) for l, u in cb.hidden]
-    S = rng.normal(size=(4, 3))
-    a = backsubstitute(net, 2, S, np.zeros(4), relax, lo, hi)
-    m = backsubstitute(net, 2, S, np.zeros(4), [(np.repeat(r[0][None], 4, 0), r[1], r[2]) for r in relax], lo, hi)
-    assert np.array_equal(a, m)
+    g = chain_graph(net)
+    boxes = graph_boxes(net, lo, hi, cb.lower, cb.upper)
+    A = torch.from_numpy(rng.normal(size=(1, 4, 3)))
+    slopes = {i: relaxation(*boxes[n.inputs[0]])[0].unsqueeze(1).expand(1, 4, 12).clone()
+              for i, n in enumerate(g.nodes) if n.op is not None and n.op.kind == "relu"}
+    assert len(slopes) == 2
+    assert torch.equal(backward_lower(g, g.output, A, boxes), backward_lower(g, g.output, A, boxes, slopes))
 
 
 @pytest.mark.parametrize("method", ["alpha", "alpha-lp"])
