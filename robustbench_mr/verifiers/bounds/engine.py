@@ -105,7 +105,7 @@ def backward_lower(graph: Graph, start: int, A: torch.Tensor, boxes: list[Box], 
     by back-substitution through every op between the input and ``start`` (raises
     ``DeadlineExceeded`` between ops once ``deadline`` has passed). ``taps``: for each node
     index given as a key, the coefficients on that node's output are stored there (the branching
-    heuristics read them)."""
+    heuristics read them; key 0: the final coefficients on the input)."""
     B, R = A.shape[:2]
     acc: dict[int, torch.Tensor] = {start: A}
     const = torch.zeros(B, R, dtype=A.dtype, device=A.device)
@@ -126,6 +126,8 @@ def backward_lower(graph: Graph, start: int, A: torch.Tensor, boxes: list[Box], 
             acc[j] = acc[j] + Aj if j in acc else Aj
     lo, hi = boxes[0]
     A0 = acc.get(0)
+    if taps is not None and 0 in taps:  # the input coefficients of the linear bound
+        taps[0] = torch.zeros(B, R, *lo.shape[1:], dtype=A.dtype, device=A.device) if A0 is None else A0
     if A0 is None:  # the form does not depend on the input
         return const - SLACK * mag
     A0 = A0.flatten(2)

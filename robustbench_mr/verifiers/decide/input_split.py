@@ -103,15 +103,19 @@ def _widen(lo: torch.Tensor, hi: torch.Tensor, scale: torch.Tensor) -> tuple[tor
 
 
 class _BatchedBounds:
-    """The network's affine maps as float64 tensors, and batched bounds over many boxes."""
+    """Batched bounds over many boxes by the one bound engine (``bounds/engine.py``) on the
+    chain's graph (``form/from_chain.py``), and the property's rows as tensors."""
 
     def __init__(self, network: Network, prop: Property, method: str) -> None:
         if method not in ("crown", "interval"):
             raise ValueError(f"input splitting supports crown or interval bounds, not {method!r}")
+        from robustbench_mr.verifiers.form.from_chain import affine_node, chain_graph
+
         self.method = method
-        self.W = [torch.tensor(a.weight, dtype=torch.float64) for a in network.affines]
-        self.b = [torch.tensor(a.bias, dtype=torch.float64) for a in network.affines]
-        self.Wabs = [w.abs() for w in self.W]
+        self.graph = chain_graph(network)
+        self.node = [affine_node(k) for k in range(len(network.affines))]
+        self.lin = [self.graph.nodes[i].op for i in self.node]  # the Linear ops
+        self.W = [op.weight for op in self.lin]
         rows = [c.C for c in prop.clauses]
         self.S = torch.tensor(np.concatenate(rows, 0), dtype=torch.float64)  # (R, outputs)
         self.d = torch.tensor(np.concatenate([c.d for c in prop.clauses]), dtype=torch.float64)  # (R,)
@@ -134,12 +138,7 @@ class _BatchedBounds:
 
     # ---- forward pass and the attack objective
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = x
-        for k, (w, b) in enumerate(zip(self.W, self.b)):
-            if k:
-                z = z.clamp(min=0)
-            z = z @ w.T + b
-        return z
+        return self.graph.forward_torch(x)
 
     def clause_slack(self, y: torch.Tensor) -> torch.Tensor:
         """(N, clauses): min_r (d_r - C_r y) per clause; >= 0 means the clause is reached."""
@@ -148,46 +147,32 @@ class _BatchedBounds:
         return torch.where(self.member[None], t[:, None, :], big[:, None, :]).amin(-1)
 
     # ---- bounds
-    def _backsub(self, k: int, A: torch.Tensor, relax: list, lo: torch.Tensor, hi: torch.Tensor,
-                 gaps: list | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Upper bounds of A @ z_k over each box (A: (B, rows, n_k)), the input coefficients, and
-        the magnitude of each bound's sum (|constant terms| + |A_final| max(|lo|, |hi|): the
-        scale of its round-off, see ``bounds.backsubstitute``).
+    def _upper(self, k: int, M: torch.Tensor, hl: list[torch.Tensor], hu: list[torch.Tensor], lo: torch.Tensor, hi: torch.Tensor,
+               gaps: list | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sound upper bounds (B, rows) of ``M @ z_k`` over each box (M: (B, rows, n_k)), widened
+        (the engine's back-substitution, through the relaxations of the hidden bounds ``hl``,
+        ``hu`` of layers < k), and the input coefficients of the linear bounds (B, rows, inputs).
         ``gaps``: if given, gets, per hidden layer (last first), what each ReLU's relaxation adds
         to each row's bound (B, rows, width)."""
-        c = torch.zeros(A.shape[:2], dtype=A.dtype)
-        c_abs = torch.zeros_like(c)
-        for i in range(k, -1, -1):
-            c = c + A @ self.b[i]
-            c_abs = c_abs + A.abs() @ self.b[i].abs()
-            A = A @ self.W[i]
-            if i > 0:
-                lo_slope, up_slope, up_icpt = relax[i - 1]
-                pos = A.clamp(min=0)
-                # pos * up_slope + neg * lo_slope == A * lo_slope + pos * (up_slope - lo_slope)
-                gap = pos * up_icpt[:, None, :]
-                if gaps is not None:
-                    gaps.append(gap)
-                g_sum = gap.sum(-1)  # >= 0 term by term
-                c = c + g_sum
-                c_abs = c_abs + g_sum
-                A = torch.addcmul(A * lo_slope[:, None, :], pos, (up_slope - lo_slope)[:, None, :])
-        val = c + (A.clamp(min=0) * hi[:, None, :]).sum(-1) + (A.clamp(max=0) * lo[:, None, :]).sum(-1)
-        mag = c_abs + (A.abs() * torch.maximum(lo.abs(), hi.abs())[:, None, :]).sum(-1)
-        return val, A, mag
+        from robustbench_mr.verifiers.bounds.engine import backward_lower
+        from robustbench_mr.verifiers.form.ops.relu import relaxation
 
-    @staticmethod
-    def _relax(l: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        from robustbench_mr.verifiers.form.ops.relu import relaxation  # the one ReLU relaxation
-
-        return relaxation(l, u)[:3]
+        boxes: list = [(lo, hi)]
+        for j in range(k):
+            boxes += [(hl[j], hu[j]), (hl[j].clamp(min=0), hu[j].clamp(min=0))]
+        taps: dict = {0: None}
+        if gaps is not None:
+            taps.update({self.node[j] + 1: None for j in range(k)})  # each ReLU's output
+        low = backward_lower(self.graph, self.node[k], -M, boxes, taps=taps)  # upper(M z) = -lower(-M z)
+        if gaps is not None:
+            for j in range(k - 1, -1, -1):
+                up_icpt = relaxation(hl[j], hu[j])[2]
+                # the upper form's coefficient on the ReLU output is -tap: its positive part times the intercept
+                gaps.append(taps[self.node[j] + 1].clamp(max=0).mul_(-up_icpt[:, None, :]))  # >= 0 term by term
+        return -low, -taps[0]
 
     def _interval(self, k: int, lo: torch.Tensor, hi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        center, radius = (hi + lo) / 2.0, (hi - lo) / 2.0
-        c = center @ self.W[k].T + self.b[k]
-        r = radius @ self.Wabs[k].T
-        scale = (center.abs() + radius) @ self.Wabs[k].T + self.b[k].abs()  # |every term| of both sums
-        return _widen(c - r, c + r, scale)
+        return self.lin[k].interval((lo, hi))
 
     def spec_bounds(self, lo: torch.Tensor, hi: torch.Tensor, prior: tuple[torch.Tensor, torch.Tensor] | None = None,
                     aux: dict | None = None) -> tuple[torch.Tensor, torch.Tensor | None, tuple[torch.Tensor, torch.Tensor]]:
@@ -207,11 +192,9 @@ class _BatchedBounds:
         if prior is not None:
             l, u = torch.maximum(l, prior[0][:, offs[0]:offs[1]]), torch.minimum(u, prior[1][:, offs[0]:offs[1]])
             l = torch.minimum(l, u)
-        relax: list = []
         hidden_l, hidden_u = [l], [u]
-        sens = [self.Wabs[0].expand(B, -1, -1)]
+        sens = [self.W[0].abs().expand(B, -1, -1)]
         for k in range(1, K):
-            relax.append(self._relax(l, u))
             l_new, u_new = self._interval(k, l.clamp(min=0), u.clamp(min=0))
             if k < K - 1 and prior is not None:
                 l_new = torch.maximum(l_new, prior[0][:, offs[k]:offs[k + 1]])
@@ -236,9 +219,7 @@ class _BatchedBounds:
                     valid = torch.arange(m)[None, :] < cnt[g][:, None]
                     E = torch.zeros((gb, m, n), dtype=lo.dtype)
                     E.scatter_(2, idx[:, :, None], valid[:, :, None].to(lo.dtype))
-                    relax_g = [tuple(t[g] for t in r) for r in relax]
-                    ub, Ain, mag = self._backsub(k, torch.cat([E, -E], 1), relax_g, lo[g], hi[g])
-                    _, ub = _widen(ub, ub, mag)  # every row an upper bound
+                    ub, Ain = self._upper(k, torch.cat([E, -E], 1), [h[g] for h in hidden_l], [h[g] for h in hidden_u], lo[g], hi[g])
                     l_sym, u_sym = -ub[:, m:], ub[:, :m]
                     l_g, u_g = l_new[g], u_new[g]
                     l_old, u_old = l_g.gather(1, idx), u_g.gather(1, idx)
@@ -260,10 +241,9 @@ class _BatchedBounds:
         if self.method != "crown":
             return box, None, hidden
         gaps: list | None = [] if aux is not None else None
-        ub, A, mag = self._backsub(K - 1, (-self.S).expand(B, -1, -1), relax, lo, hi, gaps)
+        ub, A = self._upper(K - 1, (-self.S).expand(B, -1, -1), hidden_l, hidden_u, lo, hi, gaps)
         if aux is not None:
             aux["gaps"], aux["sens"] = gaps[::-1], sens
-        _, ub = _widen(ub, ub, mag)
         sym = -ub
         return torch.maximum(sym, box), -A, hidden
 

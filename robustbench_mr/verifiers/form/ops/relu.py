@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robustbench_mr.verifiers.form.ops.base import ONNX_OPS, TORCH_CALLS, TORCH_MODULES, Backward, Box, Op, imports, register, rows_sum
+from robustbench_mr.verifiers.form.ops.base import ONNX_OPS, TORCH_CALLS, TORCH_MODULES, Backward, Box, Op, imports, register
 
 
 def relaxation(lo: torch.Tensor, hi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -45,18 +45,23 @@ class ReLU(Op):
         return torch.clamp(box[0], min=0), torch.clamp(box[1], min=0)  # exact in floating point
 
     def backward(self, A: torch.Tensor, box: Box, slope: torch.Tensor | None = None) -> Backward:
-        lo, hi = box[0].unsqueeze(1), box[1].unsqueeze(1)  # (B, 1, *shape): shared by every row
+        lo, hi = box  # (B, *shape): shared by every row
         lo_slope, up_slope, up_icpt, unstable = relaxation(lo, hi)
+        lo_slope = lo_slope.unsqueeze(1)
         if slope is not None:  # alpha: free lower slopes of the unstable neurons
             # value clamped to [0, 1] (sound), gradient passed straight through (clamp's own
             # gradient is 0 at the ends, where the default slopes start)
-            lo_slope = torch.where(unstable, slope + (slope.clamp(0, 1) - slope).detach(), lo_slope)
-        pos, neg = A.clamp(min=0), A.clamp(max=0)
-        A_in = pos * lo_slope + neg * up_slope
-        gap = neg * up_icpt  # <= 0 term by term
-        # magnitude: every value this relaxation sums (its round-off is covered by the widening)
-        mag = rows_sum(-gap) + rows_sum(neg.abs() * up_slope * torch.maximum(lo.abs(), hi.abs()))
-        return Backward((A_in,), rows_sum(gap), mag)
+            lo_slope = torch.where(unstable.unsqueeze(1), slope + (slope.clamp(0, 1) - slope).detach(), lo_slope)
+        neg = A.clamp(max=0)
+        # pos * lo_slope + neg * up_slope, with pos = A - neg
+        A_in = torch.addcmul(A * lo_slope, neg, up_slope.unsqueeze(1) - lo_slope)
+        # the constant terms, each a (B, R, n) x (B, n) contraction: gap = neg . up_icpt (<= 0
+        # term by term) and the magnitude of every value this relaxation sums, |neg| up_slope
+        # max(|lo|, |hi|) (its round-off is covered by the widening) plus |gap|
+        negf = neg.flatten(2)
+        gap = torch.matmul(negf, up_icpt.flatten(1).unsqueeze(-1)).squeeze(-1)
+        spread = torch.matmul(negf, (up_slope * torch.maximum(lo.abs(), hi.abs())).flatten(1).unsqueeze(-1)).squeeze(-1)
+        return Backward((A_in,), gap, -gap - spread)
 
     def milp_rows(self, builder: Any, ins: list[Any], out: Any, in_boxes: list[Box], out_box: Box) -> None:
         builder.relu(out, ins[0], in_boxes[0])
