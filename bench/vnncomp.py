@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from robustbench_mr.verifiers.runs.vnncomp import (  # noqa: E402
-    BenchmarkSummary, Instance, Outcome, VnncompOptions, solve_instance, format_summary, run_vnncomp, summarize,
+    BenchmarkSummary, Instance, Outcome, VnncompOptions, solve_instance, format_stages, format_summary, run_vnncomp, summarize,
 )
 
 
@@ -42,7 +42,8 @@ def digits_reference(shared: Path, timeout: float, jobs: int) -> list[Outcome]:
     insts = [Instance("digits_reference", folder, f"{r['net']}.onnx", r["prop"], timeout, expected=r["expected"],
                       best_seconds=float(r["time"]) if r.get("time") else None) for r in rows]
     res = Parallel(n_jobs=jobs)(delayed(solve_instance)(i, timeout, None) for i in insts)
-    return [Outcome(i, r["status"], r["seconds"], timeout, r["message"]) for i, r in res]
+    return [Outcome(i, r["status"], r["seconds"], timeout, r["message"], stages=r.get("stages", {}), search=r.get("search", ""),
+                    domains=r.get("domains", 0), max_depth=r.get("max_depth", 0)) for i, r in res]
 
 
 def main() -> int:
@@ -71,6 +72,9 @@ def main() -> int:
         summaries.append(BenchmarkSummary(**{**s.__dict__, "best_median_seconds": statistics.median(best) if best else None, "abcrown_solved": None}))
     print(f"# VNN-COMP 2022 instances, timeout cap {args.timeout_cap or 'none'} s, {args.jobs} job(s), wall {time.perf_counter() - start:.1f} s")
     print(format_summary(summaries, published=True))
+    print()
+    print("# where the time went (seconds per stage, summed; the search that ran last per instance)")
+    print(format_stages(summaries))
     wrong = [o for o in outcomes if o.wrong]
     for o in wrong:
         print(f"WRONG: {o.instance.benchmark} {o.instance.onnx} {o.instance.vnnlib}: ours {o.status}, expected {o.instance.expected}")

@@ -122,7 +122,8 @@ def _check_labels(y: torch.Tensor, num_classes: int, what: str) -> None:
 
 
 def verify(model: ModelLike, x: Any = None, y: Any = None, eps: float | None = None, *, timeout: float = 30.0, bounds: str | None = None,
-           solver: str = "highs", jobs: int = 1, seed: int = 0, pgd_steps: int = 20, pgd_restarts: int = 1) -> list[VerifyResult]:
+           solver: str = "highs", jobs: int = 1, seed: int = 0, pgd_steps: int = 20, pgd_restarts: int = 1,
+           device: str = "auto") -> list[VerifyResult]:
     """Exact L-inf robustness of ``model`` at each input ``x[i]`` with label ``y[i]`` in the ball
     of radius ``eps`` (clipped to [0,1]): one :class:`~robustbench_mr.verifiers.status.VerifyResult`
     per input, in order (``idx`` is the position in ``x``).
@@ -131,7 +132,8 @@ def verify(model: ModelLike, x: Any = None, y: Any = None, eps: float | None = N
     (its counterexample confirmed by float64 forward passes); tighter bounds; then the MILP
     (``bounds``, ``solver``) within ``timeout`` seconds. ``jobs`` > 1 runs inputs in parallel
     processes. A model the verifier cannot import (e.g. a residual net) is one
-    :class:`~robustbench_mr.errors.UnsupportedLayerError` line.
+    :class:`~robustbench_mr.errors.UnsupportedLayerError` line. ``device`` (auto, cpu, cuda,
+    cuda:N): where the bound engine runs for graph-form networks (residual, pooled).
 
     ``verify(VerifyOptions(...))`` (one options object, as the CLI builds) verifies a
     checkpoint on a data set and returns a ``VerifySummary`` (:func:`verify_checkpoint`).
@@ -154,15 +156,22 @@ def verify(model: ModelLike, x: Any = None, y: Any = None, eps: float | None = N
     _check_labels(yt, loaded.num_classes, "verify")
     options = VerifyOptions(checkpoint=loaded.path, eps=float(eps), n=max(1, len(yt)), jobs=jobs, timeout=timeout,
                             bounds=bounds or DEFAULT_BOUNDS, seed=seed, solver=solver, pgd_steps=pgd_steps,
-                            pgd_restarts=pgd_restarts, progress=False)
+                            pgd_restarts=pgd_restarts, progress=False, device=device)
     network = loaded.verifier_network()
     model64 = loaded.float64_model()
     xs = xt.double().numpy()
     results: dict[int, VerifyResult] = {}
+    from robustbench_mr.verifiers.form.chain import Network
+
+    dev = "cpu"
+    if not isinstance(network, Network):
+        from robustbench_mr.verifiers.bounds.engine import resolve_device
+
+        dev = resolve_device(options.device)
 
     def args_of(i: int) -> tuple:
         return (model64, network, i, xs[i], int(yt[i]), options.eps, options.timeout, options.bounds,
-                options.pgd_steps, options.pgd_restarts, options.seed, options.solver)
+                options.pgd_steps, options.pgd_restarts, options.seed, options.solver, dev)
 
     def record(r: VerifyResult) -> None:
         results[r.idx] = r

@@ -46,6 +46,8 @@ class VerifyResult:
     dual_bound: float | None = None
     message: str = ""
     counterexample: np.ndarray | None = field(default=None, repr=False)
+    stages: dict[str, float] = field(default_factory=dict)  # seconds per stage (``decide/stages.py``)
+    search: str = ""  # the complete search that ran: bounds, input-split, relu-bab or milp
 
 
 @dataclass(frozen=True, eq=False)
@@ -60,3 +62,7 @@ class PropertyResult:
     bound_method: str = ""
     milp_solves: int = 0
     dual_bound: float | None = None  # best proven upper bound on the clause slack t (gap info)
+    stages: dict[str, float] = field(default_factory=dict)  # seconds per stage: attack, bounds, input_split, bab, milp
+    search: str = ""  # what decided it or ran last: attack, bounds, input-split, relu-bab or milp (``decide/stages.py``)
+    domains: int = 0  # sub-problems bounded by the search (input boxes or ReLU-split domains)
+    max_depth: int = 0  # deepest ReLU-split domain

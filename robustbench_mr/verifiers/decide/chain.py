@@ -13,6 +13,7 @@ unreachable. A MILP incumbent that the forward pass does not confirm gives UNKNO
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -23,6 +24,9 @@ from robustbench_mr.verifiers.milp.solvers import solve_clause
 from robustbench_mr.verifiers.form.chain import Network
 from robustbench_mr.verifiers.spec.property import Property
 from robustbench_mr.verifiers.status import PropertyResult, PropertyStatus
+
+if TYPE_CHECKING:
+    from robustbench_mr.verifiers.decide.stages import StageClock
 
 RANDOM_SAMPLES = 64
 LP_BUDGET_FRACTION = 0.3  # of the time left, for LP bound tightening (bounds="lp")
@@ -107,7 +111,16 @@ def check_property(network: Network, prop: Property, timeout: float, bounds: str
     cbc / gurobi / cplex through PuLP (``milp/pulp_solver.py``). ``input_split``: decide the clauses
     left open by input-domain branch and bound (``decide/input_split.py``) instead of the MILP; default
     (None): when the network has at most ``INPUT_SPLIT_MAX_INPUTS`` inputs.
+    The result's ``stages`` / ``search`` / ``domains`` say where the time went (``stages.py``).
     """
+    from robustbench_mr.verifiers.decide.stages import StageClock
+
+    clock = StageClock()
+    return clock.stamp(_check_property(network, prop, timeout, bounds, warm_start, early_stop, samples, seed, solver, input_split, clock))
+
+
+def _check_property(network: Network, prop: Property, timeout: float, bounds: str, warm_start: np.ndarray | None, early_stop: bool,
+                    samples: int, seed: int, solver: str, input_split: bool | None, clock: "StageClock") -> PropertyResult:
     start = time.perf_counter()
 
     def elapsed() -> float:
@@ -115,6 +128,7 @@ def check_property(network: Network, prop: Property, timeout: float, bounds: str
 
     if prop.lower.size != network.num_inputs:
         raise ValueError(f"property box has {prop.lower.size} inputs, the network takes {network.num_inputs}")
+    clock.enter("attack", "attack")
     if warm_start is not None:
         hit = _confirmed(network, prop, warm_start)
         if hit is not None:
@@ -123,6 +137,7 @@ def check_property(network: Network, prop: Property, timeout: float, bounds: str
     if hit is not None:
         return PropertyResult(PropertyStatus.SAT, hit[0], hit[1], elapsed(), "random sample is a counterexample", bound_method=bounds)
 
+    clock.enter("bounds", "bounds")
     if bounds != "interval":
         # cheap first: interval bounds alone often prove robust inputs of certifiably trained nets
         ib = compute_bounds(network, prop.lower, prop.upper, "interval")
@@ -140,10 +155,12 @@ def check_property(network: Network, prop: Property, timeout: float, bounds: str
                 return PropertyResult(PropertyStatus.UNSAT, None, None, elapsed(), "proven by crown bounds", cb.num_unstable, 0, "crown")
         # before any whole-box bound tightening: the splitting bounds every sub-box itself
         method = "interval" if bounds == "interval" else "crown"
+        clock.enter("input_split", "input-split")
         try:
             s = split_and_bound(network, prop, timeout - elapsed(), method=method, seed=seed)
         except Exception as exc:  # noqa: BLE001 - reported as this property's error, never as a verdict
             return PropertyResult(PropertyStatus.ERROR, None, None, elapsed(), f"input split: {type(exc).__name__}: {exc}", 0, 0, bounds)
+        clock.domains = s.boxes
         hit = _confirmed(network, prop, s.counterexample) if s.status == "sat" and s.counterexample is not None else None
         status = PropertyStatus.SAT if hit else PropertyStatus.UNKNOWN if s.status == "sat" else PropertyStatus(s.status)
         msg = f"input split: {s.message}" + (" (counterexample not confirmed)" if status is PropertyStatus.UNKNOWN and s.status == "sat" else "")
@@ -162,6 +179,7 @@ def check_property(network: Network, prop: Property, timeout: float, bounds: str
         return PropertyResult(PropertyStatus.UNSAT, None, None, elapsed(), f"proven by {bounds} bounds", unstable, 0, bounds)
 
     open_clauses.sort(key=lambda tc: -tc[0])  # most likely reachable first
+    clock.enter("milp", "milp")
     warm = warm_start if warm_start is not None else (prop.lower + prop.upper) / 2.0
     warm = np.clip(np.asarray(warm, dtype=np.float64).reshape(-1), prop.lower, prop.upper)
     binaries, solves, unknown, worst_dual = 0, 0, "", -np.inf

@@ -14,6 +14,7 @@ message (domains bounded, depth).
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -22,8 +23,10 @@ from robustbench_mr.deadline import Deadline
 from robustbench_mr.verifiers.bounds.engine import node_bounds, spec_lower
 from robustbench_mr.verifiers.form.graph import Graph
 from robustbench_mr.verifiers.spec.property import Property
-from robustbench_mr.verifiers.status import PropertyResult
-from robustbench_mr.verifiers.status import PropertyStatus
+from robustbench_mr.verifiers.status import PropertyResult, PropertyStatus
+
+if TYPE_CHECKING:
+    from robustbench_mr.verifiers.decide.stages import StageClock
 
 MILP_MAX_UNSTABLE = 40  # at most this many unstable ReLUs: the MILP; more: relu-split branch and bound
 
@@ -46,7 +49,18 @@ def open_clauses(prop: Property, lower_rows: np.ndarray) -> list[int]:
 
 def check_graph_property(graph: Graph, prop: Property, deadline: Deadline, bounds: str = "alpha", solver: str = "highs",
                          branching: str = "babsr") -> PropertyResult:
+    """Decide ``prop`` on the graph form within ``deadline`` (module doc); the result's
+    ``stages`` / ``search`` / ``domains`` / ``max_depth`` say where the time went."""
+    from robustbench_mr.verifiers.decide.stages import StageClock
+
+    clock = StageClock()
+    return clock.stamp(_check_graph_property(graph, prop, deadline, bounds, solver, branching, clock))
+
+
+def _check_graph_property(graph: Graph, prop: Property, deadline: Deadline, bounds: str, solver: str, branching: str,
+                          clock: "StageClock") -> PropertyResult:
     start = time.perf_counter()
+    clock.enter("bounds", "bounds")
     if prop.lower.size != graph.num_inputs:
         raise ValueError(f"property box has {prop.lower.size} inputs, the network takes {graph.num_inputs}")
     C = np.vstack([c.C for c in prop.clauses])
@@ -74,14 +88,17 @@ def check_graph_property(graph: Graph, prop: Property, deadline: Deadline, bound
         # few unstable ReLUs: one MILP per clause is exact and usually fast
         from robustbench_mr.verifiers.milp.graph import solve_graph_property
 
+        clock.enter("milp", "milp")
         return solve_graph_property(graph, prop, gb, deadline, solver=solver, start=start, unstable=unstable)
     # many: branch and bound over ReLU splits, clause by clause (decide/bab.py); it proves, never refutes
     from robustbench_mr.verifiers.decide.bab import relu_bab
 
     domains, depth = 0, 0
+    clock.enter("bab", "relu-bab")
     for k in open_clauses(prop, low):
         r = relu_bab(graph, gb, prop.clauses[k], deadline, branching=branching)
         domains, depth = domains + r.domains, max(depth, r.max_depth)
+        clock.domains, clock.max_depth = domains, depth
         if not r.proven:
             status = PropertyStatus.TIMEOUT if deadline.expired() else PropertyStatus.UNKNOWN
             return PropertyResult(status, None, None, time.perf_counter() - start,

@@ -7,9 +7,11 @@ onnxruntime on the original file before it is reported."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -17,6 +19,9 @@ from robustbench_mr.verifiers.form.chain import Network
 from robustbench_mr.verifiers.spec.property import Property
 from robustbench_mr.verifiers.spec.vnnlib import read_vnnlib
 from robustbench_mr.verifiers.status import PropertyStatus
+
+if TYPE_CHECKING:
+    from robustbench_mr.verifiers.decide.stages import StageClock
 
 # An instance's answer has the same five values as one property's (status.PropertyStatus);
 # here ``sat`` additionally means onnxruntime confirmed the counterexample.
@@ -32,6 +37,10 @@ class InstanceResult:
     message: str = ""
     num_properties: int = 0
     property_statuses: tuple[str, ...] = ()
+    stages: dict[str, float] = field(default_factory=dict)  # seconds per stage, all properties (``stages.py``)
+    search: str = ""  # the last search that ran (attack, bounds, input-split, relu-bab, milp)
+    domains: int = 0
+    max_depth: int = 0
 
 
 BOX_TOLERANCE = 1e-6  # a counterexample may leave the box by this much (after the cast to the model dtype)
@@ -108,12 +117,24 @@ def check_instance(onnx_path: str | Path, vnnlib_path: str | Path, timeout: floa
     unsat only if every Property is unsat; a sat the check does not confirm gives unknown
     (never sat). Bad files raise :class:`UserError`; solver failures give ``error``.
     ``timeout`` counts from the call (loading the model and parsing the property included); a
-    hard limit around the whole process is ``instance_limit.instance_in_child``.
+    hard limit around the whole process is ``instance_limit.instance_in_child``. The result's
+    ``stages`` add up where the time went (load, attack, bounds, input_split, bab, milp).
     """
+    from robustbench_mr.verifiers.decide.stages import StageClock
+
+    clock = StageClock()
+    r = _check_instance(onnx_path, vnnlib_path, timeout, falsify_samples, clock, **solver_options)
+    clock.pause()
+    return dataclasses.replace(r, stages=dict(clock.seconds), search=clock.search, domains=clock.domains, max_depth=clock.max_depth)
+
+
+def _check_instance(onnx_path: str | Path, vnnlib_path: str | Path, timeout: float, falsify_samples: int, clock: "StageClock",
+                    **solver_options: object) -> InstanceResult:
     from robustbench_mr.deadline import Deadline, DeadlineExceeded
 
     start = time.perf_counter()
     deadline = Deadline(timeout, start=start)
+    clock.enter("load")
     try:
         net = _load_network_cached(str(onnx_path), *_file_stamp(onnx_path))
         deadline.check("loading the ONNX model")
@@ -130,6 +151,7 @@ def check_instance(onnx_path: str | Path, vnnlib_path: str | Path, timeout: floa
             messages.append(f"property {k}: no time left")
             continue
         warm = None
+        clock.enter("attack", "attack")
         if falsify_samples > 0:
             confirmed, warm = _falsify(onnx_path, net, prop, k, falsify_samples)
             if confirmed is not None:
@@ -147,6 +169,8 @@ def check_instance(onnx_path: str | Path, vnnlib_path: str | Path, timeout: floa
                 statuses.append("sat")
                 messages.append(f"property {k}: counterexample found by PGD on the property margin")
                 return InstanceResult(InstanceStatus.SAT, time.perf_counter() - start, confirmed[0], confirmed[1], "; ".join(messages), len(props), tuple(statuses))
+        clock.pause()
+        remaining = timeout - (time.perf_counter() - start)
         try:
             if isinstance(net, Network):
                 r = check_property(net, prop, timeout=remaining, warm_start=warm, **solver_options)
@@ -159,6 +183,7 @@ def check_instance(onnx_path: str | Path, vnnlib_path: str | Path, timeout: floa
             statuses.append("error")
             messages.append(f"property {k}: {type(exc).__name__}: {exc}")
             continue
+        clock.absorb(r)
         status = getattr(r.status, "value", str(r.status))
         if status == "sat":
             if r.counterexample is None:

@@ -48,6 +48,7 @@ from robustbench_mr.verifiers.milp.solvers import SOLVERS  # noqa: F401 - re-exp
 from robustbench_mr.verifiers.form.chain import Network
 from robustbench_mr.verifiers.spec.property import robustness_property
 from robustbench_mr.verifiers.decide.chain import PropertyStatus, check_property
+from robustbench_mr.verifiers.decide.stages import merge_stages
 from robustbench_mr.verifiers.status import DECIDED, VerifyResult, VerifyStatus
 
 from robustbench_mr.verifiers.runs.options import BACKENDS, default_jobs  # noqa: E402,F401 - re-exported
@@ -137,8 +138,9 @@ _LABEL_ARG = 4  # position of ``label`` in verify_one's arguments
 
 
 def verify_one(model64: nn.Module, network: Network, idx: int, x: np.ndarray, label: int, eps: float, timeout: float, bounds: str,
-               pgd_steps: int, pgd_restarts: int, seed: int, solver: str = "highs") -> VerifyResult:
-    """Decide one input (runs in a worker; never raises: failures become ``error``)."""
+               pgd_steps: int, pgd_restarts: int, seed: int, solver: str = "highs", device: str = "cpu") -> VerifyResult:
+    """Decide one input (runs in a worker; never raises: failures become ``error``). ``device``:
+    where a graph-form network is bounded (``--device``)."""
     from robustbench_mr.threads import worker_threads
 
     torch.set_num_threads(worker_threads())  # the command's --threads (default 1: parallelism is over inputs)
@@ -151,16 +153,23 @@ def verify_one(model64: nn.Module, network: Network, idx: int, x: np.ndarray, la
             return VerifyResult(idx, label, pred, VerifyStatus.MISCLASSIFIED, time.perf_counter() - start)
         prop = robustness_property(np.asarray(x).reshape(-1), label, eps, network.num_outputs)
         if not isinstance(network, Network):  # the graph form (residual / pooled nets)
+            if device != "cpu":
+                from robustbench_mr.verifiers.bounds.engine import resolve_device
+
+                network = network.to(resolve_device(device))
             return _verify_one_graph(model64, network, idx, x, xt, label, pred, prop, eps, timeout, bounds, pgd_steps, pgd_restarts, seed, solver, start)
         # interval bounds first: nearly free, and they alone prove many inputs of certifiably
         # trained nets, which then need no attack at all
         ib = interval_bounds(network, prop.lower, prop.upper)
         if all(float(np.min(c.d - (np.maximum(c.C, 0) @ ib.lower[-1] + np.minimum(c.C, 0) @ ib.upper[-1]))) < 0.0 for c in prop.clauses):
-            return VerifyResult(idx, label, pred, VerifyStatus.VERIFIED, time.perf_counter() - start, False, ib.num_unstable, 0, "interval",
-                                message="proven by interval bounds")
+            secs = time.perf_counter() - start
+            return VerifyResult(idx, label, pred, VerifyStatus.VERIFIED, secs, False, ib.num_unstable, 0, "interval",
+                                message="proven by interval bounds", stages={"bounds": round(secs, 4)}, search="bounds")
         x_pgd = _pgd(model64, xt, label, eps, pgd_steps, pgd_restarts, seed + idx).reshape(-1).numpy()
         if confirm_counterexample(model64, network, x, x_pgd, label, eps):
-            return VerifyResult(idx, label, pred, VerifyStatus.FALSIFIED, time.perf_counter() - start, True, message="PGD", counterexample=x_pgd)
+            secs = time.perf_counter() - start
+            return VerifyResult(idx, label, pred, VerifyStatus.FALSIFIED, secs, True, message="PGD", counterexample=x_pgd,
+                                stages={"attack": round(secs, 4)}, search="attack")
         # PGD has searched the ball already: no extra random samples (the MILP is exact anyway)
         r = check_property(network, prop, timeout - (time.perf_counter() - start), bounds=bounds, warm_start=x_pgd, seed=seed + idx, solver=solver,
                            samples=0)
@@ -192,7 +201,10 @@ def _input_result(r: Any, model64: nn.Module, network: Any, idx: int, x: np.ndar
                   start: float) -> VerifyResult:
     """The input's verdict from its property's ``PropertyResult`` (chain or graph form): a
     counterexample counts only once the torch float64 model confirms it."""
-    stats = dict(unstable_relus=r.unstable_relus, binaries=r.binaries, bound_method=r.bound_method, dual_bound=r.dual_bound)
+    # the time before the property's decision (interval bounds, the PGD pre-attack) counts as its own stage
+    before = max(0.0, time.perf_counter() - start - r.seconds)
+    stats = dict(unstable_relus=r.unstable_relus, binaries=r.binaries, bound_method=r.bound_method, dual_bound=r.dual_bound,
+                 stages=merge_stages({"attack": before}, r.stages), search=r.search)
     if r.status is PropertyStatus.SAT:
         if r.counterexample is not None and confirm_counterexample(model64, network, x, r.counterexample, label, eps):
             return VerifyResult(idx, label, pred, VerifyStatus.FALSIFIED, time.perf_counter() - start, False, message=r.message, counterexample=r.counterexample, **stats)
@@ -387,6 +399,11 @@ def verify(options: VerifyOptions, loaded: Any = None) -> VerifySummary:
     stop = min(len(x_all), options.start + options.n)
     network = loaded.verifier_network()
     model64 = loaded.float64_model()
+    device = "cpu"
+    if not isinstance(network, Network):
+        from robustbench_mr.verifiers.bounds.engine import resolve_device
+
+        device = resolve_device(options.device)  # a one-line error for cuda on a machine without one, before any work
 
     db_path = Path(options.db)
     cex_dir = db_path.parent / "counterexamples"
@@ -406,7 +423,7 @@ def verify(options: VerifyOptions, loaded: Any = None) -> VerifySummary:
 
         def record(r: VerifyResult) -> None:
             details = dict(pgd_broken=r.pgd_broken, unstable_relus=r.unstable_relus, binaries=r.binaries, bound_method=r.bound_method,
-                           dual_bound=r.dual_bound, message=r.message)
+                           dual_bound=r.dual_bound, message=r.message, stages=r.stages, search=r.search)
             if r.counterexample is not None:
                 cex_dir.mkdir(parents=True, exist_ok=True)
                 f = cex_dir / f"{loaded.sha256[:16]}_{dataset}_{split_tag(split)}_{r.idx}_eps{options.eps:.6g}.npy"
@@ -420,7 +437,7 @@ def verify(options: VerifyOptions, loaded: Any = None) -> VerifySummary:
 
         def args_of(i: int) -> tuple:
             return (model64, network, i, x_all[i], int(y_all[i]), options.eps, options.timeout, options.bounds,
-                    options.pgd_steps, options.pgd_restarts, options.seed, options.solver)
+                    options.pgd_steps, options.pgd_restarts, options.seed, options.solver, device)
 
         bar = Progress(len(todo), "verify", enabled=options.progress)
         try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -66,6 +67,14 @@ def scheduler_arg(text: str) -> str:
     return text.strip()
 
 
+def device_arg(text: str) -> str:
+    """argparse type for ``--device``: auto, cpu, cuda or cuda:N (availability is checked when the run starts)."""
+    v = text.strip().lower()
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", v):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a device; expected auto, cpu, cuda or cuda:N")
+    return v
+
+
 @dataclass(frozen=True)
 class VerifyOptions:
     checkpoint: str = option(positional=True, help="a .pt checkpoint (mr-train, mr-eval import-torch) or an .onnx file")
@@ -82,6 +91,8 @@ class VerifyOptions:
     db: str = option("runs/results.sqlite", help="SQLite results database")
     seed: int = option(0, type=nonneg_int, help="seed of the PGD falsification and the MILP")
     solver: str = option("highs", choices=SOLVERS, help="MILP solver: highs (in-process) or cbc / gurobi / cplex through PuLP (cbc ships with PuLP)")
+    device: str = option("auto", type=device_arg, help="where the bound engine runs for graph-form networks (residual, pooled): "
+                         "auto (CUDA when present), cpu, cuda, cuda:N; float64 on every device; chain networks stay on the CPU")
     backend: str = option("loky", choices=BACKENDS, help="joblib backend: loky (this machine) or dask (a cluster)")
     scheduler: str | None = option(None, type=scheduler_arg, help="Dask scheduler address tcp://HOST:PORT (with --backend dask)")
     pgd_steps: int = option(20, cli=False, help="steps of the cheap PGD falsification before any MILP")

@@ -25,10 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from robustbench_mr.errors import UserError
+from robustbench_mr.verifiers.decide.stages import merge_stages
 from robustbench_mr.options import nonneg_int, option, positive_float, positive_int
 from robustbench_mr.verifiers.runs.options import default_jobs
 
 DECIDED = ("sat", "unsat")
+STAGES_SHOWN = ("load", "attack", "bounds", "input_split", "bab", "milp")  # decide/stages.py STAGES
 STATUSES = ("sat", "unsat", "timeout", "unknown", "error")
 
 
@@ -78,6 +80,10 @@ class Outcome:
     timeout: float
     message: str = ""
     from_db: bool = False  # decided by an earlier run
+    stages: dict[str, float] = field(default_factory=dict)  # seconds per stage (decide/stages.py)
+    search: str = ""
+    domains: int = 0
+    max_depth: int = 0
 
     @property
     def wrong(self) -> bool:
@@ -97,6 +103,10 @@ class BenchmarkSummary:
     expected_unsat: int = 0
     best_median_seconds: float | None = None  # the published fastest correct tool, median
     abcrown_solved: int | None = None
+    stage_seconds: dict[str, float] = field(default_factory=dict)  # summed over the instances (decide/stages.py)
+    searches: dict[str, int] = field(default_factory=dict)  # instances per search that ran last
+    domains: int = 0
+    max_depth: int = 0
 
 
 def _float(v: str | None) -> float | None:
@@ -193,16 +203,17 @@ def solve_instance(inst: Instance, timeout: float, out_dir: str | None) -> tuple
         r = instance_in_child(check_instance, inst.onnx_path, inst.vnnlib_path, deadline)
         warm_network(inst.onnx_path)  # after the instance's clock: later instances of this net fork with it loaded
         status, seconds, message = r.status.value, r.seconds, r.message
+        extra = {"stages": dict(r.stages), "search": r.search, "domains": int(r.domains), "max_depth": int(r.max_depth)}
         if out_dir:
             try:
                 write_result(Path(out_dir) / result_file_name(inst), status if status != "error" else "unknown", r.counterexample, r.output)
             except OSError as exc:  # the verdict stands (it goes to the database); say why the file is missing
                 message = f"{message}; result file not written: {exc}".lstrip("; ")
     except UserError as exc:
-        status, seconds, message = "error", time.perf_counter() - start, str(exc)
+        status, seconds, message, extra = "error", time.perf_counter() - start, str(exc), {}
     except Exception as exc:  # noqa: BLE001 - one instance's failure must not stop the benchmark
-        status, seconds, message = "error", time.perf_counter() - start, f"{type(exc).__name__}: {exc}"
-    return inst, {"status": status, "seconds": seconds, "message": message[:2000]}
+        status, seconds, message, extra = "error", time.perf_counter() - start, f"{type(exc).__name__}: {exc}", {}
+    return inst, {"status": status, "seconds": seconds, "message": message[:2000], **extra}
 
 
 def run_vnncomp(options: VnncompOptions) -> list[Outcome]:
@@ -259,7 +270,10 @@ def run_vnncomp(options: VnncompOptions) -> list[Outcome]:
                 row.status in DECIDED or (row.status == "timeout" and (row.timeout or 0) >= limit_for(inst))
             )
             if reusable:
-                outcomes.append(Outcome(inst, row.status, row.seconds or 0.0, row.timeout or 0.0, row.details.get("message", ""), from_db=True))
+                d = row.details
+                outcomes.append(Outcome(inst, row.status, row.seconds or 0.0, row.timeout or 0.0, d.get("message", ""), from_db=True,
+                                        stages=d.get("stages", {}), search=d.get("search", ""), domains=d.get("domains", 0),
+                                        max_depth=d.get("max_depth", 0)))
             else:
                 todo.append(inst)
 
@@ -269,8 +283,10 @@ def run_vnncomp(options: VnncompOptions) -> list[Outcome]:
         bar = Progress(len(todo), "vnncomp", unit="instance", enabled=options.progress)
         try:
             for inst, res in jobs:
-                oc = Outcome(inst, res["status"], res["seconds"], limit_for(inst), res["message"])
-                details: dict[str, Any] = {"onnx": inst.onnx, "expected": inst.expected, "wrong": oc.wrong, "message": oc.message}
+                oc = Outcome(inst, res["status"], res["seconds"], limit_for(inst), res["message"], stages=res.get("stages", {}),
+                             search=res.get("search", ""), domains=res.get("domains", 0), max_depth=res.get("max_depth", 0))
+                details: dict[str, Any] = {"onnx": inst.onnx, "expected": inst.expected, "wrong": oc.wrong, "message": oc.message,
+                                           "stages": oc.stages, "search": oc.search, "domains": oc.domains, "max_depth": oc.max_depth}
                 db.put(ResultRow(
                     kind="vnncomp", ckpt_sha=sha[inst.onnx_path], ckpt_path=str(inst.onnx_path), dataset=inst.benchmark,
                     split=inst.vnnlib, idx=0, norm="vnnlib", eps=0.0, method="milp", status=oc.status,
@@ -303,8 +319,23 @@ def summarize(outcomes: list[Outcome]) -> list[BenchmarkSummary]:
             sum(o.instance.expected == "sat" for o in ocs), sum(o.instance.expected == "unsat" for o in ocs),
             statistics.median(best) if best else None,
             sum(o.instance.abcrown_seconds is not None for o in ocs) if has_abcrown and best else None,
+            merge_stages(*[o.stages for o in ocs]),
+            {k: sum(o.search == k for o in ocs) for k in sorted({o.search for o in ocs if o.search})},
+            sum(o.domains for o in ocs), max((o.max_depth for o in ocs), default=0),
         ))
     return out
+
+
+def format_stages(summaries: list[BenchmarkSummary]) -> str:
+    """Where the time went, per benchmark: seconds per stage summed over the instances, the
+    search that ran last (instances each), domains bounded and the deepest ReLU split."""
+    head = ["benchmark"] + [f"{s}_s" for s in STAGES_SHOWN] + ["searches", "domains", "max_depth"]
+    rows = [head]
+    for b in summaries:
+        rows.append([b.benchmark] + [f"{b.stage_seconds.get(s, 0.0):.1f}" for s in STAGES_SHOWN]
+                    + [" ".join(f"{k}:{v}" for k, v in b.searches.items()) or "-", str(b.domains), str(b.max_depth)])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    return "\n".join("  ".join(c.ljust(w) if i in (0, len(head) - 3) else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows)
 
 
 def format_summary(summaries: list[BenchmarkSummary], published: bool = False) -> str:

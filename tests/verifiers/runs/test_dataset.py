@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from robustbench_mr.checkpoint import load_checkpoint
 from robustbench_mr.cli.eval import main
@@ -116,3 +117,38 @@ def test_unavailable_solver_is_a_one_line_user_error(digits_mlp_ckpt: Path, tmp_
     assert main(["verify", str(digits_mlp_ckpt), "--eps", "0.1", "--solver", "cplex", "--db", str(tmp_path / "x.sqlite")]) == 1
     err = capsys.readouterr().err.strip()
     assert "--solver cplex" in err and len(err.splitlines()) == 1, err
+
+
+class _Res(nn.Module):
+    """A tiny residual net: the graph form, so ``--device`` applies to it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b, self.o = nn.Linear(16, 12), nn.Linear(12, 12), nn.Linear(12, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.a(x.flatten(1)))
+        return self.o(torch.relu(h + torch.relu(self.b(h))))
+
+
+def test_device_option_reaches_the_graph_engine_and_refuses_a_missing_gpu() -> None:
+    import argparse
+
+    import robustbench_mr
+    from robustbench_mr.errors import UserError
+    from robustbench_mr.verifiers.runs.options import device_arg
+
+    assert device_arg(" CUDA:1 ") == "cuda:1" and device_arg("auto") == "auto"
+    with pytest.raises(argparse.ArgumentTypeError, match="not a device"):
+        device_arg("gpu")
+    torch.manual_seed(0)
+    model = _Res().eval()
+    x = torch.rand(3, 1, 4, 4)
+    y = model(x).argmax(1)
+    cpu = robustbench_mr.verify(model, x, y, 0.002, timeout=20, device="cpu")
+    auto = robustbench_mr.verify(model, x, y, 0.002, timeout=20, device="auto")
+    assert [r.status for r in cpu] == [r.status for r in auto]
+    assert all(r.status.value == "verified" for r in cpu)  # a tiny radius: the bounds prove it
+    if not torch.cuda.is_available():
+        with pytest.raises(UserError, match="no CUDA device"):
+            robustbench_mr.verify(model, x, y, 0.002, timeout=20, device="cuda")
