@@ -38,7 +38,8 @@ class PGD(Attack):
         self.eps = float(eps)
         self.config = config
 
-    def _random_start(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    def random_point(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """A uniform random point of the ball around ``x`` (in [0, 1]): a restart's start."""
         if self.norm is Norm.LINF:
             noise = (torch.rand(x.shape, generator=gen, device="cpu") * 2 - 1) * self.eps
         else:
@@ -80,7 +81,7 @@ class PGD(Attack):
             if todo.numel() == 0:
                 break
             xs, ys = x[todo], y[todo]
-            start = self._random_start(xs, gen) if self.config.random_start else xs.clone()
+            start = self.random_point(xs, gen) if self.config.random_start else xs.clone()
             adv = self.run_once(model, xs, ys, start)
             with torch.no_grad():
                 hit = model(adv).argmax(1) != ys

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from robustbench_mr.verifiers.bounds.methods import DEFAULT_BOUNDS, compute_bounds
+from robustbench_mr.verifiers.bounds.methods import DEFAULT_BOUNDS
+from robustbench_mr.verifiers.bounds.compute import compute_bounds
 from robustbench_mr.verifiers.bounds.chain import Bounds, spec_lower_bounds
 from robustbench_mr.verifiers.milp.model import MilpOutcome
 from robustbench_mr.verifiers.milp.solvers import solve_clause

@@ -96,27 +96,34 @@ class VerifySummary:
 
 
 def _pgd(model: nn.Module, x: torch.Tensor, label: int, eps: float, steps: int, restarts: int, seed: int, deadline: Any = None) -> torch.Tensor:
-    """Best margin-maximizing L-inf PGD point (float64); cheap falsification and warm start
-    (stops early, with the best point so far, once ``deadline`` has passed)."""
+    """The cheap falsification and MILP warm start: the project's L-inf PGD (``attacks/pgd.py``,
+    sign steps of 2.5 eps / steps, in the ball and [0, 1]) on the margin max_{j != label} y_j -
+    y_label, in float64; the first run starts at ``x``, later ones at random points. Returns the
+    best point seen (the run's start or end), early once one is adversarial or ``deadline`` has
+    passed."""
+    from robustbench_mr.attacks.base import Norm
+    from robustbench_mr.attacks.pgd import PGD, PGDConfig
+
     gen = torch.Generator().manual_seed(seed)
-    lo, hi = (x - eps).clamp(0, 1), (x + eps).clamp(0, 1)
+    attack = PGD(Norm.LINF, eps, PGDConfig(steps=steps, restarts=1, step_size=2.5 * eps / max(steps, 1), random_start=False, seed=seed))
+    xb = x[None]
+    y = torch.tensor([label])
+
+    def margin(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        other = out.clone()
+        other[torch.arange(out.shape[0]), y] = -float("inf")
+        return other.amax(1) - out[torch.arange(out.shape[0]), y]
+
     best, best_margin = x.clone(), -float("inf")
-    alpha = 2.5 * eps / max(steps, 1)
-    for r in range(restarts):
-        delta = (torch.rand(x.shape, generator=gen, dtype=x.dtype) * 2 - 1) * eps if r > 0 else torch.zeros_like(x)
-        xa = (x + delta).clamp(lo, hi)
-        for _ in range(steps + 1):
-            xa = xa.detach().requires_grad_(True)
-            out = model(xa[None])[0]
-            other = out.clone()
-            other[label] = -float("inf")
-            margin = other.max() - out[label]
-            if margin.item() > best_margin:
-                best_margin, best = margin.item(), xa.detach().clone()
-            if margin.item() >= 0 or deadline is not None and deadline.expired():
-                return best
-            (g,) = torch.autograd.grad(margin, xa)
-            xa = torch.max(torch.min(xa.detach() + alpha * g.sign(), hi), lo)
+    for r in range(max(1, restarts)):
+        start = xb.clone() if r == 0 else attack.random_point(xb, gen)
+        for cand in (start, attack.run_once(model, xb, y, start, loss=margin) if steps > 0 else start):
+            with torch.no_grad():
+                m = float(margin(model(cand), y)[0])
+            if m > best_margin:
+                best_margin, best = m, cand[0].detach().clone()
+        if best_margin >= 0 or deadline is not None and deadline.expired():
+            break
     return best
 
 

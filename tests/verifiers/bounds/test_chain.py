@@ -11,7 +11,7 @@ from torch import nn
 from robustbench_mr.errors import UnsupportedLayerError
 from robustbench_mr.models import build_model
 from robustbench_mr.models.layers import Normalize
-from robustbench_mr.verifiers.bounds.methods import compute_bounds
+from robustbench_mr.verifiers.bounds.compute import compute_bounds
 from robustbench_mr.verifiers.bounds.chain import spec_lower_bounds
 from robustbench_mr.verifiers.milp.model import MilpError, build_clause_milp
 from robustbench_mr.verifiers.form.chain import Affine, Network, ReLU

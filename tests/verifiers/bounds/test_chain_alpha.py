@@ -14,7 +14,7 @@ from robustbench_mr.verifiers.bounds.chain import graph_boxes, spec_lower_bounds
 from robustbench_mr.verifiers.bounds.engine import backward_lower
 from robustbench_mr.verifiers.form.from_chain import chain_graph
 from robustbench_mr.verifiers.form.ops.relu import relaxation
-from robustbench_mr.verifiers.bounds.methods import compute_bounds
+from robustbench_mr.verifiers.bounds.compute import compute_bounds
 from robustbench_mr.verifiers.bounds.lp_tighten import _LayerLp
 from robustbench_mr.verifiers.form.chain import Network
 from robustbench_mr.verifiers.spec.property import robustness_property

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from robustbench_mr.verifiers.bounds.methods import compute_bounds
+from robustbench_mr.verifiers.bounds.compute import compute_bounds
 from robustbench_mr.verifiers.highs import TINY_COEFF, drop_tiny_coefficients
 from robustbench_mr.verifiers.milp.model import MilpOutcome, build_clause_milp, solve_clause_milp
 from robustbench_mr.verifiers.form.chain import Affine, Network, ReLU
