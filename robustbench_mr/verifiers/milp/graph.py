@@ -143,11 +143,13 @@ def build_graph_milp(graph: Graph, gb: GraphBounds, prop: Property, clause: Clau
 
 def solve_graph_property(graph: Graph, prop: Property, gb: GraphBounds, deadline: Deadline, solver: str = "highs", start: float | None = None,
                          unstable: int = 0) -> PropertyResult:
-    """One MILP per clause (most promising first), stopping at the first confirmed counterexample."""
+    """One MILP per clause (most promising first), stopping at the first confirmed counterexample;
+    ``solver``: HiGHS in process, or cbc / gurobi / cplex through PuLP (``solvers.SOLVERS``)."""
     start = time.perf_counter() if start is None else start
-    if solver != "highs":
-        return PropertyResult(PropertyStatus.UNKNOWN, None, None, time.perf_counter() - start, f"the graph MILP runs on HiGHS only (got --solver {solver})",
-                              unstable, 0, "milp-graph")
+    from robustbench_mr.verifiers.milp.solvers import SOLVERS
+
+    if solver not in SOLVERS:
+        raise ValueError(f"unknown solver {solver!r}; choose one of {', '.join(SOLVERS)}")
     warm = (prop.lower + prop.upper) / 2
     solves, binaries, unknown = 0, 0, ""
     for clause in prop.clauses:
@@ -156,7 +158,12 @@ def solve_graph_property(graph: Graph, prop: Property, gb: GraphBounds, deadline
                                   unstable, binaries, "milp-graph", solves)
         m = build_graph_milp(graph, gb, prop, clause)
         binaries = max(binaries, m.binaries)
-        r = solve_clause_milp(with_highs(m), deadline.left(), warm_start=warm)
+        if solver == "highs":
+            r = solve_clause_milp(with_highs(m), deadline.left(), warm_start=warm)
+        else:  # the same model through PuLP (cbc / gurobi / cplex), as for the chain MILP
+            from robustbench_mr.verifiers.milp.pulp_solver import solve_clause_pulp
+
+            r = solve_clause_pulp(m, solver, deadline.left(), warm_start=warm)
         solves += 1
         if r.outcome is MilpOutcome.REACHABLE and r.point is not None:
             x = np.clip(r.point, prop.lower, prop.upper)
