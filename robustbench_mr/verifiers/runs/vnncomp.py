@@ -1,20 +1,12 @@
-"""Runs over VNN-COMP benchmark folders (the library behind ``mr-eval vnncomp`` and
-``bench/vnncomp.py``).
+"""Runs over VNN-COMP benchmark folders: the library behind ``mr-eval vnncomp`` (whose help,
+``cli/vnncomp_cmd.py``, describes the folders, the database rows and the resume rule) and
+``bench/vnncomp.py``.
 
-``mr-eval vnncomp BENCH_DIR``: run VNN-COMP benchmark folders into the results database.
-
-BENCH_DIR is one benchmark (a folder with ``instances.csv``: onnx, vnnlib, timeout per row,
-paths relative to the folder, as VNN-COMP publishes them) or a folder of such benchmarks.
-Each instance is decided by the exact verifier (see ``mr-eval vnnlib``) in parallel
-(``--jobs``) and written at once to the results database as a ``vnncomp`` row (dataset =
-benchmark, split = the vnnlib path, ckpt_sha = sha256 of the onnx file). Where an
-``expected.csv`` (benchmark, onnx, vnnlib, expected) lies in BENCH_DIR or its parent, each row
-records the expected answer and whether ours was wrong. A rerun skips instances already
-decided (sat/unsat) and timeouts that had at least the current time limit.
-
-Prints per benchmark: instances, sat, unsat, timeout, unknown, error, wrong answers, total and
-median seconds (median over the instances we decided).
-"""
+``find_instances`` reads ``instances.csv`` (and ``expected.csv`` where present);
+``run_vnncomp`` decides the instances not yet in the database in parallel, each in a child
+process under its own wall-clock limit (``solve_instance``), and writes each row as it
+arrives; ``summarize`` / ``format_summary`` / ``format_stages`` tabulate the outcomes per
+benchmark (solved counts; where the time went)."""
 
 from __future__ import annotations
 
