@@ -27,6 +27,7 @@ from robustbench_mr.verifiers.spec.property import Property
 from robustbench_mr.verifiers.status import PropertyResult, PropertyStatus
 
 if TYPE_CHECKING:
+    from robustbench_mr.deadline import Deadline
     from robustbench_mr.verifiers.decide.stages import StageClock
 
 RANDOM_SAMPLES = 64
@@ -102,10 +103,12 @@ def _escalated_bounds(network: Network, prop: Property, bounds: str, time_left: 
     return Bounds(lb.lower, lb.upper, bounds)
 
 
-def check_property(network: Network, prop: Property, timeout: float, bounds: str = DEFAULT_BOUNDS, warm_start: np.ndarray | None = None,
+def check_property(network: Network, prop: Property, timeout: "float | Deadline", bounds: str = DEFAULT_BOUNDS, warm_start: np.ndarray | None = None,
                    early_stop: bool = True, samples: int = RANDOM_SAMPLES, seed: int = 0, solver: str = "highs",
                    input_split: bool | None = None) -> PropertyResult:
-    """Decide ``prop`` on ``network`` within ``timeout`` wall seconds.
+    """Decide ``prop`` on ``network`` within ``timeout``: wall seconds from the call, or the
+    caller's own ``Deadline`` (a VNN-COMP instance's, which started with its first byte), which
+    every stage asks for the time left.
 
     ``early_stop=False`` solves every clause's MILP to optimality (the slow baseline of
     ``bench/verify.py``); verdicts are the same. ``solver``: highs (default, in-process) or
@@ -120,9 +123,12 @@ def check_property(network: Network, prop: Property, timeout: float, bounds: str
     return clock.stamp(_check_property(network, prop, timeout, bounds, warm_start, early_stop, samples, seed, solver, input_split, clock))
 
 
-def _check_property(network: Network, prop: Property, timeout: float, bounds: str, warm_start: np.ndarray | None, early_stop: bool,
+def _check_property(network: Network, prop: Property, timeout: "float | Deadline", bounds: str, warm_start: np.ndarray | None, early_stop: bool,
                     samples: int, seed: int, solver: str, input_split: bool | None, clock: "StageClock") -> PropertyResult:
+    from robustbench_mr.deadline import Deadline
+
     start = time.perf_counter()
+    deadline = timeout if isinstance(timeout, Deadline) else Deadline(float(timeout), start=start)
 
     def elapsed() -> float:
         return time.perf_counter() - start
@@ -158,7 +164,7 @@ def _check_property(network: Network, prop: Property, timeout: float, bounds: st
         method = "interval" if bounds == "interval" else "crown"
         clock.enter("input_split", "input-split")
         try:
-            s = split_and_bound(network, prop, timeout - elapsed(), method=method, seed=seed)
+            s = split_and_bound(network, prop, deadline.left(), method=method, seed=seed)
         except Exception as exc:  # noqa: BLE001 - reported as this property's error, never as a verdict
             return PropertyResult(PropertyStatus.ERROR, None, None, elapsed(), f"input split: {type(exc).__name__}: {exc}", 0, 0, bounds)
         clock.domains = s.boxes
@@ -167,11 +173,11 @@ def _check_property(network: Network, prop: Property, timeout: float, bounds: st
         msg = f"input split: {s.message}" + (" (counterexample not confirmed)" if status is PropertyStatus.UNKNOWN and s.status == "sat" else "")
         return PropertyResult(status, hit[0] if hit else None, hit[1] if hit else None, elapsed(), msg, 0, 0, method + "+input-split", s.milp_solves)
 
-    b = _escalated_bounds(network, prop, bounds, timeout - elapsed())
+    b = _escalated_bounds(network, prop, bounds, deadline.left())
     unstable = b.num_unstable
     # t_clause = min_r (d_r - C_r y) <= min_r (d_r - lower(C_r y)): reachable needs t >= 0
     open_clauses = []
-    for clause, spec_lo in zip(prop.clauses, _clause_spec_lower(network, prop, b, bounds, timeout - elapsed())):
+    for clause, spec_lo in zip(prop.clauses, _clause_spec_lower(network, prop, b, bounds, deadline.left())):
         t_upper = float(np.min(clause.d - spec_lo))
         if t_upper < 0.0:
             continue  # unreachable by bounds alone
@@ -185,11 +191,11 @@ def _check_property(network: Network, prop: Property, timeout: float, bounds: st
     warm = np.clip(np.asarray(warm, dtype=np.float64).reshape(-1), prop.lower, prop.upper)
     binaries, solves, unknown, worst_dual = 0, 0, "", -np.inf
     for t_upper, clause in open_clauses:
-        remaining = timeout - elapsed()
+        remaining = deadline.left()
         if remaining <= 0:
             return PropertyResult(PropertyStatus.TIMEOUT, None, None, elapsed(), f"{len(open_clauses) - solves} clause(s) left undecided", unstable, binaries, bounds, solves)
         try:
-            r, nb = solve_clause(network, b, prop.lower, prop.upper, clause, t_upper, timeout - elapsed(), warm_start=warm, early_stop=early_stop, solver=solver)
+            r, nb = solve_clause(network, b, prop.lower, prop.upper, clause, t_upper, deadline.left(), warm_start=warm, early_stop=early_stop, solver=solver)
             binaries = max(binaries, nb)
         except Exception as exc:  # noqa: BLE001 - reported as this property's error, never as a verdict
             return PropertyResult(PropertyStatus.ERROR, None, None, elapsed(), f"{type(exc).__name__}: {exc}", unstable, binaries, bounds, solves)

@@ -162,7 +162,7 @@ def _check_instance(onnx_path: str | Path, vnnlib_path: str | Path, timeout: flo
             # not for low-dimensional inputs, where the input split searches the box itself
             from robustbench_mr.verifiers.decide.falsify import PGD_MIN_INPUTS, spec_pgd, torch_forward_of
 
-            hit = spec_pgd(torch_forward_of(net), prop, Deadline(timeout - (time.perf_counter() - start)), seed=k) \
+            hit = spec_pgd(torch_forward_of(net), prop, deadline, seed=k) \
                 if prop.lower.size >= PGD_MIN_INPUTS else None
             confirmed = confirm_counterexample(onnx_path, prop, hit[0]) if hit is not None else None
             if confirmed is not None:
@@ -170,14 +170,13 @@ def _check_instance(onnx_path: str | Path, vnnlib_path: str | Path, timeout: flo
                 messages.append(f"property {k}: counterexample found by PGD on the property margin")
                 return InstanceResult(InstanceStatus.SAT, time.perf_counter() - start, confirmed[0], confirmed[1], "; ".join(messages), len(props), tuple(statuses))
         clock.pause()
-        remaining = timeout - (time.perf_counter() - start)
-        try:
+        try:  # the instance's one deadline (from its first byte), asked by every stage
             if isinstance(net, Network):
-                r = check_property(net, prop, timeout=remaining, warm_start=warm, **solver_options)
+                r = check_property(net, prop, timeout=deadline, warm_start=warm, **solver_options)
             else:
                 from robustbench_mr.verifiers.decide.graph import check_graph_property
 
-                r = check_graph_property(net, prop, Deadline(remaining), bounds=str(solver_options.get("bounds", "alpha")),
+                r = check_graph_property(net, prop, deadline, bounds=str(solver_options.get("bounds", "alpha")),
                                          solver=str(solver_options.get("solver", "highs")))
         except Exception as exc:  # noqa: BLE001 - one instance's failure must not stop a benchmark
             statuses.append("error")
