@@ -2,14 +2,15 @@
 ``ReLU`` ops, so that the one bound engine (``bounds/engine.py``) bounds chain networks too.
 
 Node ``2k + 1`` is the k-th affine map's output (its pre-activations), node ``2k + 2`` the ReLU
-after it; node 0 is the flat input. The weights are the chain's float64 arrays (shared, not
-copied, on the CPU), so the graph computes exactly the chain's function.
+after it; node 0 is the flat input. The weights are the chain's float64 arrays (shared where
+writable, on the CPU), so the graph computes exactly the chain's function.
 """
 
 from __future__ import annotations
 
 import weakref
 
+import numpy as np
 import torch
 
 from robustbench_mr.verifiers.form.chain import Network
@@ -27,7 +28,8 @@ def chain_graph(network: Network) -> Graph:
         for k, a in enumerate(network.affines):
             if k:
                 nodes.append(Node(f"relu{k - 1}", ReLU(), (len(nodes) - 1,), nodes[-1].shape))
-            op = Linear(torch.from_numpy(a.weight), torch.from_numpy(a.bias))
+            # shared with the chain where writable (torch refuses read-only buffers, e.g. ONNX tensors: copied then)
+            op = Linear(torch.from_numpy(np.require(a.weight, requirements='W')), torch.from_numpy(np.require(a.bias, requirements='W')))
             nodes.append(Node(f"affine{k}", op, (len(nodes) - 1,), (a.out_features,)))
         g = Graph(tuple(nodes), len(nodes) - 1, network.source)
         _GRAPHS[network] = g
