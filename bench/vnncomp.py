@@ -42,8 +42,7 @@ def digits_reference(shared: Path, timeout: float, jobs: int) -> list[Outcome]:
     insts = [Instance("digits_reference", folder, f"{r['net']}.onnx", r["prop"], timeout, expected=r["expected"],
                       best_seconds=float(r["time"]) if r.get("time") else None) for r in rows]
     res = Parallel(n_jobs=jobs)(delayed(solve_instance)(i, timeout, None) for i in insts)
-    return [Outcome(i, r["status"], r["seconds"], timeout, r["message"], stages=r.get("stages", {}), search=r.get("search", ""),
-                    domains=r.get("domains", 0), max_depth=r.get("max_depth", 0)) for i, r in res]
+    return [Outcome.of(i, r, timeout) for i, r in res]
 
 
 def main() -> int:

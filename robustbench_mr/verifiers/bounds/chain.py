@@ -37,7 +37,7 @@ import torch
 
 from robustbench_mr.verifiers.bounds.engine import GraphBounds, backward_lower, crown_rows, interval_boxes, node_bounds, spec_lower
 from robustbench_mr.verifiers.form.chain import Network
-from robustbench_mr.verifiers.form.from_chain import affine_node, chain_graph
+from robustbench_mr.verifiers.form.from_chain import affine_node, chain_boxes, chain_graph
 from robustbench_mr.verifiers.form.ops import SLACK, Box  # noqa: F401 - SLACK re-exported: one widening constant
 
 __all__ = ["SLACK", "Bounds", "interval_bounds", "crown_bounds", "spec_lower_bounds", "layer_crown", "graph_boxes"]
@@ -84,13 +84,7 @@ def graph_boxes(network: Network, lo: np.ndarray, hi: np.ndarray, lower: list[np
     """The engine's per-node boxes (batch of one) from per-layer pre-activation bounds: the
     input box, then each layer's bounds and the ReLU of them (exact). ``lower`` may hold
     fewer layers than the network (the first ones)."""
-    boxes: list[Box] = [(_t(lo), _t(hi))]
-    for k, (l, u) in enumerate(zip(lower, upper)):
-        lt, ut = _t(l), _t(u)
-        boxes.append((lt, ut))
-        if k < len(network.affines) - 1:
-            boxes.append((lt.clamp(min=0), ut.clamp(min=0)))
-    return boxes
+    return chain_boxes((_t(lo), _t(hi)), [(_t(l), _t(u)) for l, u in zip(lower, upper)], len(network.affines))
 
 
 def _from_boxes(network: Network, boxes: list[Box], method: str) -> Bounds:

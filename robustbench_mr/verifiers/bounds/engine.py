@@ -7,9 +7,10 @@
   in chunks that fit ``memory_floats``; a node with more than ``max_rows`` unstable neurons
   (or when the deadline is near) keeps its IBP bounds, which is sound, only looser. After a
   node is tightened, the interval bounds of the nodes after it are recomputed and intersected.
-* ``alpha``: CROWN, then the spec rows' lower bound with the lower slope of every unstable
-  ReLU optimized per (box, row, neuron) by projected Adam (alpha-CROWN); the final bound is
-  recomputed without gradients from the final slopes, and any slope in [0, 1] is sound.
+* ``alpha``: CROWN, then the lower bound of the spec rows (or of any node's rows:
+  ``alpha_lower``) with the lower slope of every unstable ReLU optimized per (box, row, neuron)
+  by projected Adam (alpha-CROWN); the ReLU's backward clamps each slope's value into [0, 1],
+  so every iterate's bound is sound and the best one per row is kept.
 
 Soundness: float64 throughout, on every device (no float32 path: an H200 runs float64 at
 full speed, and float64 keeps one rounding argument for CPU and CUDA). Every bound is widened
@@ -39,7 +40,6 @@ INTERMEDIATE_SHARE = 0.5  # of the time left: the most the intermediate CROWN bo
 MAX_ROWS = 20_000  # unstable neurons of one node beyond which it keeps its interval bounds
 ALPHA_ITERS = 20
 ALPHA_LR = 0.1
-
 
 
 def resolve_device(device: str | None) -> str:
@@ -227,11 +227,7 @@ def spec_lower(graph: Graph, gb: GraphBounds, C: torch.Tensor, method: str = "cr
         best = torch.maximum(box, backward_lower(graph, graph.output, A, gb.boxes, deadline=deadline if interruptible else None, taps=taps))
     if method != BoundMethod.ALPHA.value or alpha_iters <= 0:
         return best
-    return torch.maximum(best, _alpha(graph, gb, A, deadline, alpha_iters, alpha_lr))
-
-
-def _alpha(graph: Graph, gb: GraphBounds, A: torch.Tensor, deadline: Deadline | None, iters: int, lr: float) -> torch.Tensor:
-    return alpha_lower(graph, graph.output, A, gb.boxes, deadline, iters, lr)
+    return torch.maximum(best, alpha_lower(graph, graph.output, A, gb.boxes, deadline, alpha_iters, alpha_lr))
 
 
 def alpha_lower(graph: Graph, start: int, A: torch.Tensor, boxes: list[Box], deadline: Deadline | None = None, iters: int = ALPHA_ITERS,

@@ -6,7 +6,7 @@ proven boxes and, for all of them at once (torch float64, batched over boxes):
 1. recomputes every pre-activation bound on *that* sub-box: interval arithmetic, intersected
    with the bounds of the box's parent (valid: the box is a subset of it), then CROWN
    back-substitution of the neurons still unstable, intersected; all widened by
-   ``bounds.SLACK`` against round-off, as ``bounds/chain.py`` does for one box;
+   ``SLACK`` against round-off (``form/ops/base.widen``), as for one box;
 2. bounds every clause row ``C_r y`` from below by back-substitution with those relaxations:
    a clause whose some row satisfies ``lower(C_r y) > d_r`` is unreachable on the box, and a
    box where every clause is unreachable is dropped (proven);
@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from robustbench_mr.verifiers.bounds.chain import SLACK, crown_bounds
+from robustbench_mr.verifiers.bounds.chain import crown_bounds
 from robustbench_mr.verifiers.form.chain import Network
 from robustbench_mr.verifiers.spec.property import Property
 
@@ -96,12 +96,6 @@ class SplitOutcome:
     open_boxes: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)  # left when undecided
 
 
-def _widen(lo: torch.Tensor, hi: torch.Tensor, scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Widened by SLACK times the magnitude of the sum (as ``bounds._widen``, per box): no absolute part."""
-    m = SLACK * scale
-    return lo - m, hi + m
-
-
 class _BatchedBounds:
     """Batched bounds over many boxes by the one bound engine (``bounds/engine.py``) on the
     chain's graph (``form/from_chain.py``), and the property's rows as tensors."""
@@ -155,11 +149,10 @@ class _BatchedBounds:
         ``gaps``: if given, gets, per hidden layer (last first), what each ReLU's relaxation adds
         to each row's bound (B, rows, width)."""
         from robustbench_mr.verifiers.bounds.engine import backward_lower
+        from robustbench_mr.verifiers.form.from_chain import chain_boxes
         from robustbench_mr.verifiers.form.ops.relu import relaxation
 
-        boxes: list = [(lo, hi)]
-        for j in range(k):
-            boxes += [(hl[j], hu[j]), (hl[j].clamp(min=0), hu[j].clamp(min=0))]
+        boxes = chain_boxes((lo, hi), list(zip(hl[:k], hu[:k])), len(self.node))
         taps: dict = {0: None}
         if gaps is not None:
             taps.update({self.node[j] + 1: None for j in range(k)})  # each ReLU's output
@@ -185,6 +178,8 @@ class _BatchedBounds:
         ``aux``: if given (crown), gets the data of the branching score: ``gaps`` (per hidden
         layer, what each ReLU's relaxation costs each spec row) and ``sens`` (per hidden layer,
         |input coefficients| of each neuron's linear bounds, (B, width, inputs))."""
+        from robustbench_mr.verifiers.form.ops.base import widen
+
         B = lo.shape[0]
         K = len(self.W)
         offs = self.hidden_offsets
@@ -237,7 +232,7 @@ class _BatchedBounds:
         hidden = (torch.cat(hidden_l, 1), torch.cat(hidden_u, 1))
         Sp, Sn = self.S.clamp(min=0), self.S.clamp(max=0)
         box = l @ Sp.T + u @ Sn.T
-        box, _ = _widen(box, box, torch.maximum(l.abs(), u.abs()) @ self.S.abs().T)
+        box, _ = widen(box, box, torch.maximum(l.abs(), u.abs()) @ self.S.abs().T)
         if self.method != "crown":
             return box, None, hidden
         gaps: list | None = [] if aux is not None else None

@@ -15,7 +15,7 @@ import torch
 
 from robustbench_mr.verifiers.form.chain import Network
 from robustbench_mr.verifiers.form.graph import Graph, Node
-from robustbench_mr.verifiers.form.ops import Linear, ReLU
+from robustbench_mr.verifiers.form.ops import Box, Linear, ReLU
 
 _GRAPHS: "weakref.WeakKeyDictionary[Network, Graph]" = weakref.WeakKeyDictionary()
 
@@ -34,6 +34,17 @@ def chain_graph(network: Network) -> Graph:
         g = Graph(tuple(nodes), len(nodes) - 1, network.source)
         _GRAPHS[network] = g
     return g
+
+
+def chain_boxes(input_box: Box, layers: list[Box], num_affines: int) -> list[Box]:
+    """The engine's per-node boxes of a chain's graph from the input box and the pre-activation
+    boxes of its first layers (each (B, width)): every layer's box, then the ReLU of it (exact)."""
+    boxes: list[Box] = [input_box]
+    for k, (l, u) in enumerate(layers):
+        boxes.append((l, u))
+        if k < num_affines - 1:
+            boxes.append((l.clamp(min=0), u.clamp(min=0)))
+    return boxes
 
 
 def affine_node(k: int) -> int:

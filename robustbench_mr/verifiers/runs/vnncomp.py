@@ -77,6 +77,13 @@ class Outcome:
     domains: int = 0
     max_depth: int = 0
 
+    @classmethod
+    def of(cls, inst: Instance, res: dict[str, Any], timeout: float, from_db: bool = False) -> "Outcome":
+        """From ``solve_instance``'s plain data or a database row's details (status and seconds
+        given in ``res``)."""
+        return cls(inst, res["status"], res["seconds"], timeout, res.get("message", ""), from_db, res.get("stages", {}),
+                   res.get("search", ""), res.get("domains", 0), res.get("max_depth", 0))
+
     @property
     def wrong(self) -> bool:
         exp = self.instance.expected
@@ -262,10 +269,7 @@ def run_vnncomp(options: VnncompOptions) -> list[Outcome]:
                 row.status in DECIDED or (row.status == "timeout" and (row.timeout or 0) >= limit_for(inst))
             )
             if reusable:
-                d = row.details
-                outcomes.append(Outcome(inst, row.status, row.seconds or 0.0, row.timeout or 0.0, d.get("message", ""), from_db=True,
-                                        stages=d.get("stages", {}), search=d.get("search", ""), domains=d.get("domains", 0),
-                                        max_depth=d.get("max_depth", 0)))
+                outcomes.append(Outcome.of(inst, {**row.details, "status": row.status, "seconds": row.seconds or 0.0}, row.timeout or 0.0, from_db=True))
             else:
                 todo.append(inst)
 
@@ -275,8 +279,7 @@ def run_vnncomp(options: VnncompOptions) -> list[Outcome]:
         bar = Progress(len(todo), "vnncomp", unit="instance", enabled=options.progress)
         try:
             for inst, res in jobs:
-                oc = Outcome(inst, res["status"], res["seconds"], limit_for(inst), res["message"], stages=res.get("stages", {}),
-                             search=res.get("search", ""), domains=res.get("domains", 0), max_depth=res.get("max_depth", 0))
+                oc = Outcome.of(inst, res, limit_for(inst))
                 details: dict[str, Any] = {"onnx": inst.onnx, "expected": inst.expected, "wrong": oc.wrong, "message": oc.message,
                                            "stages": oc.stages, "search": oc.search, "domains": oc.domains, "max_depth": oc.max_depth}
                 db.put(ResultRow(
