@@ -100,18 +100,24 @@ def interval_boxes(graph: Graph, lo: torch.Tensor, hi: torch.Tensor, start: int 
 
 
 def backward_lower(graph: Graph, start: int, A: torch.Tensor, boxes: list[Box], slopes: dict[int, torch.Tensor] | None = None,
-                   deadline: Deadline | None = None, taps: dict[int, torch.Tensor] | None = None) -> torch.Tensor:
+                   deadline: Deadline | None = None, taps: dict[int, torch.Tensor] | None = None,
+                   extra: dict[int, torch.Tensor] | None = None) -> torch.Tensor:
     """Sound lower bounds (B, R) of ``A . node_start`` (A: (B, R, *shape)) over the input box,
     by back-substitution through every op between the input and ``start`` (raises
     ``DeadlineExceeded`` between ops once ``deadline`` has passed). ``taps``: for each node
     index given as a key, the coefficients on that node's output are stored there (the branching
-    heuristics read them; key 0: the final coefficients on the input)."""
+    heuristics read them; key 0: the final coefficients on the input). ``extra``: coefficients
+    (B, R, *shape) added on a node's output before it is substituted: beta-CROWN's Lagrangian
+    terms ``-beta * sign * z`` of split constraints ``sign * z >= 0`` (with beta >= 0 the bound
+    is then sound only on inputs that satisfy those constraints: the caller's domain)."""
     B, R = A.shape[:2]
     acc: dict[int, torch.Tensor] = {start: A}
     const = torch.zeros(B, R, dtype=A.dtype, device=A.device)
     mag = torch.zeros_like(const)
     for i in range(start, 0, -1):
         Ai = acc.pop(i, None)
+        if extra is not None and i in extra:
+            Ai = extra[i] if Ai is None else Ai + extra[i]
         if Ai is None:
             continue
         if deadline is not None:
@@ -248,7 +254,7 @@ def alpha_lower(graph: Graph, start: int, A: torch.Tensor, boxes: list[Box], dea
     if not slopes:
         with torch.no_grad():
             return backward_lower(graph, start, A, boxes)
-    opt = _Adam(list(slopes.values()), lr=lr)
+    opt = Adam(list(slopes.values()), lr=lr)
     best = None
     last = 0.0
     for _ in range(iters):
@@ -272,7 +278,7 @@ def alpha_lower(graph: Graph, start: int, A: torch.Tensor, boxes: list[Box], dea
     return best
 
 
-class _Adam:
+class Adam:
     """Adam (Kingma & Ba) on a few tensors, in place. torch.optim.Adam would do, but importing
     torch.optim loads torch._dynamo (seconds of start-up, inside an instance's time limit)."""
 

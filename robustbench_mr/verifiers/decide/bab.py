@@ -1,37 +1,56 @@
-"""Branch and bound over ReLU splits on the graph engine (complete search for graph nets).
+"""Branch and bound over ReLU splits on the graph engine (complete search; beta-CROWN style).
 
-A domain is the input box with some unstable ReLUs fixed: "active" (pre-activation >= 0, its
-lower bound raised to 0) or "inactive" (<= 0, its upper bound lowered to 0). Both halves cover
-the parent, so "every domain closed" is a proof. A domain is bounded by CROWN back-substitution
-through its own bounds (a fixed ReLU is linear, so its relaxation is exact; the parent's bounds
-of every other neuron stay valid on the smaller set, and the interval bounds after the split
-are recomputed and intersected). Domains are bounded in batches (``batch`` at a time, all in one
-engine call), best first (the most violated domain is split next). Branching: ``babsr`` scores
-each unstable neuron by the part of the bound its triangle relaxation costs (|A| times the
-chord's intercept, Bunel et al. 2020's BaBSR); ``fsb`` (filtered smart branching, De Palma et
-al. 2021) bounds both children of the best ``FSB_CANDIDATES`` BaBSR candidates and splits the one
-whose worse child is best. Not yet: beta-CROWN's optimized split multipliers and alpha slopes
-per domain (the bounds here are plain CROWN with the split bounds).
+A domain is the input box with some unstable ReLUs fixed: "active" (pre-activation z >= 0, its
+lower bound raised to 0) or "inactive" (z <= 0, its upper bound lowered to 0). Both halves cover
+the parent, so "every domain closed" is a proof.
+
+Bounding a domain (``_bound``): the root's bounds of every node, the split neurons' bounds
+clamped, the interval bounds after them recomputed and intersected; then the clause's rows are
+bounded by back-substitution with
+
+* alpha-CROWN slopes: the lower slope of every unstable ReLU, per (domain, row, neuron),
+  inherited from the parent and optimized further;
+* beta-CROWN multipliers (Wang et al. 2021): for each split ``s z >= 0`` (s = +1 active, -1
+  inactive) the Lagrangian term ``-beta s z`` with ``beta >= 0`` joins the back-substitution
+  (``backward_lower``'s ``extra``). On the domain ``s z >= 0`` the term is <= 0, so the bound
+  stays sound for every beta >= 0 and every slope in [0, 1]; both are optimized by projected
+  Adam, and the best bound of any iterate is kept (each one is sound).
+
+A domain is closed when some row's lower bound exceeds its right-hand side. Domains are bounded
+``batch`` at a time in one engine call, the most violated ones first. Branching: ``babsr``
+scores each unstable neuron by the part of the bound its triangle relaxation costs (|A| times the
+chord's intercept, Bunel et al. 2020); ``fsb`` (filtered smart branching, De Palma et al. 2021)
+bounds both children of the ``FSB_CANDIDATES`` best BaBSR candidates with one back-substitution
+each (the parent's slopes and multipliers) and splits the one whose worse child is best. A domain
+with every ReLU fixed is affine: its exact LP decides it.
+
+The open domains are stored as split signs (int8), slopes and multipliers (float32: any value is
+sound, they are only where the next optimization starts) and the best branching candidates, not
+as boxes: the boxes are rebuilt from the root's when a domain is bounded.
 """
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from robustbench_mr.deadline import Deadline, DeadlineExceeded
-from robustbench_mr.verifiers.bounds.engine import GraphBounds, backward_lower, interval_boxes, spec_coefficients, spec_lower
+from robustbench_mr.verifiers.bounds.engine import Adam, GraphBounds, backward_lower, interval_boxes, spec_coefficients
 from robustbench_mr.verifiers.form.graph import Graph
 from robustbench_mr.verifiers.form.ops import Box, ReLU
+from robustbench_mr.verifiers.form.ops.relu import relaxation
 from robustbench_mr.verifiers.spec.property import Clause
 
 BRANCHING = ("babsr", "fsb")
+MILP_MAX_UNSTABLE = 40  # at most this many unstable ReLUs: one MILP (exact, usually fast); more: ReLU-split bab
 FSB_CANDIDATES = 3
+ROOT_ITERS = 40  # alpha-beta iterations at the root (slopes only: no splits yet)
+DOMAIN_ITERS = 8  # per batch of children (they start from their parent's optimized values)
+ALPHA_LR, BETA_LR = 0.1, 0.05
+STORE = torch.float32  # dtype of the stored slopes and multipliers (any value is sound)
 
 
 @dataclass(frozen=True)
@@ -42,164 +61,321 @@ class BabResult:
     open_domains: int
     seconds: float
     message: str
+    counterexample: np.ndarray | None = field(default=None, repr=False)  # a candidate only: the caller confirms it
+
+
+def prefer_relu_bab(unstable: int, bounds: str = "crown") -> bool:
+    """The search for a property left open by its bounds on a net with ``unstable`` unstable
+    ReLUs (after the input split's turn, for low-dimensional inputs): ReLU-split branch and
+    bound above ``MILP_MAX_UNSTABLE``, else one MILP. Interval-only runs (the paper's baseline
+    setting) keep the MILP."""
+    return bounds != "interval" and unstable > MILP_MAX_UNSTABLE
 
 
 def _relu_nodes(graph: Graph) -> list[tuple[int, int]]:
-    """(relu node, its input node) pairs."""
-    return [(i, n.inputs[0]) for i, n in enumerate(graph.nodes) if isinstance(n.op, ReLU)]
+    """(relu node, its input node) pairs; ReLUs applied to the input itself are not split."""
+    return [(i, n.inputs[0]) for i, n in enumerate(graph.nodes) if isinstance(n.op, ReLU) and n.inputs[0] != 0]
 
 
-def _bound(graph: Graph, boxes: list[Box], A: torch.Tensor, d: torch.Tensor, relus: list[tuple[int, int]], deadline: Deadline,
-           want_taps: bool) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
-    """(D,) domain values max_r(lower(C_r y) - d_r) (> 0: closed) and the taps at each ReLU output."""
-    D = boxes[0][0].shape[0]
-    taps: dict[int, torch.Tensor] = {r: None for r, _ in relus} if want_taps else {}  # type: ignore[misc]
-    low = spec_lower(graph, GraphBounds(boxes, "bab"), A.expand(D, *A.shape[1:]), "crown", deadline, taps=taps if want_taps else None,
-                     interruptible=True)
-    return (low - d).amax(dim=1), taps
+@dataclass
+class _Domains:
+    """A batch of D domains: split signs per ReLU input node, (D, n) in {-1, 0, 1}; slopes per
+    ReLU node and multipliers per input node, (D, R, n); value (D,); depth (D,); candidate
+    branchings (D, K) as indices into the concatenated ReLU inputs (-1: none)."""
+
+    signs: dict[int, torch.Tensor]
+    alphas: dict[int, torch.Tensor]
+    betas: dict[int, torch.Tensor]
+    value: torch.Tensor
+    depth: torch.Tensor
+    cand: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.value.shape[0])
+
+    def take(self, idx: torch.Tensor) -> "_Domains":
+        return _Domains({k: v[idx] for k, v in self.signs.items()}, {k: v[idx] for k, v in self.alphas.items()},
+                        {k: v[idx] for k, v in self.betas.items()}, self.value[idx], self.depth[idx], self.cand[idx])
+
+    @staticmethod
+    def cat(parts: list["_Domains"]) -> "_Domains":
+        parts = [p for p in parts if len(p)]
+        first = parts[0]
+        return _Domains({k: torch.cat([p.signs[k] for p in parts]) for k in first.signs}, {k: torch.cat([p.alphas[k] for p in parts]) for k in first.alphas},
+                        {k: torch.cat([p.betas[k] for p in parts]) for k in first.betas}, torch.cat([p.value for p in parts]),
+                        torch.cat([p.depth for p in parts]), torch.cat([p.cand for p in parts]))
 
 
-def _split_boxes(graph: Graph, boxes: list[Box], p: int, flat: torch.Tensor) -> list[Box]:
-    """Two children per domain (D -> 2D: first all active, then all inactive) splitting
-    neuron ``flat[k]`` of node ``p`` in domain k; interval bounds after p recomputed."""
-    D = boxes[0][0].shape[0]
-    kids = [(torch.cat([l, l]), torch.cat([u, u])) for l, u in boxes]
-    l, u = kids[p][0].flatten(1).clone(), kids[p][1].flatten(1).clone()
-    ar = torch.arange(D, device=l.device)
-    l[ar, flat] = torch.clamp(l[ar, flat], min=0.0)  # active: z >= 0
-    u[D + ar, flat] = torch.clamp(u[D + ar, flat], max=0.0)  # inactive: z <= 0
-    kids[p] = (l.reshape(kids[p][0].shape), u.reshape(kids[p][1].shape))
-    return interval_boxes(graph, kids[0][0], kids[0][1], start=p + 1, boxes=kids)
+class _Problem:
+    """The root's boxes and the clause, and how to bound batches of domains of it."""
+
+    def __init__(self, graph: Graph, gb: GraphBounds, clause: Clause) -> None:
+        self.graph = graph
+        self.relus = _relu_nodes(graph)
+        self.root = [(l[:1], u[:1]) for l, u in gb.boxes]
+        self.A = spec_coefficients(graph, torch.as_tensor(clause.C), 1)
+        self.d = torch.as_tensor(clause.d, dtype=torch.float64, device=graph.device).reshape(1, -1)
+        self.R = self.A.shape[1]
+        self.inputs = sorted({p for _, p in self.relus})
+        self.sizes = {p: self.root[p][0][0].numel() for p in self.inputs}
+        off, self.offset = 0, {}
+        for p in self.inputs:
+            self.offset[p] = off
+            off += self.sizes[p]
+        self.total = off
+
+    def boxes(self, signs: dict[int, torch.Tensor]) -> list[Box]:
+        """Each domain's boxes: the root's with the split neurons clamped, IBP after each split layer."""
+        D = next(iter(signs.values())).shape[0] if signs else 1
+        boxes = [(l.expand(D, *l.shape[1:]), u.expand(D, *u.shape[1:])) for l, u in self.root]
+        for p in self.inputs:
+            s = signs[p]
+            if not bool((s != 0).any()):
+                continue
+            l, u = boxes[p]
+            shape = l.shape
+            l = torch.where(s > 0, l.flatten(1).clamp(min=0), l.flatten(1)).reshape(shape)
+            u = torch.where(s < 0, u.flatten(1).clamp(max=0), u.flatten(1)).reshape(shape)
+            boxes[p] = (l, u)
+            boxes = interval_boxes(self.graph, boxes[0][0], boxes[0][1], start=p + 1, boxes=boxes)
+        return boxes
+
+    def empty_signs(self, D: int) -> dict[int, torch.Tensor]:
+        return {p: torch.zeros(D, self.sizes[p], dtype=torch.int8, device=self.graph.device) for p in self.inputs}
+
+    def lower(self, boxes: list[Box], signs: dict[int, torch.Tensor], alphas: dict[int, torch.Tensor], betas: dict[int, torch.Tensor],
+              taps: dict[int, torch.Tensor] | None = None) -> torch.Tensor:
+        """(D, R) sound lower bounds of the clause rows with these slopes and multipliers."""
+        D = boxes[0][0].shape[0]
+        extra = {}
+        for p in self.inputs:
+            s = signs[p]
+            if bool((s != 0).any()):
+                b = betas[p].clamp(min=0)  # beta >= 0 (sound); the gradient passes through
+                b = betas[p] + (b - betas[p]).detach()
+                extra[p] = (-(b * s.unsqueeze(1).to(b.dtype))).reshape(D, self.R, *self.root[p][0].shape[1:])
+        return backward_lower(self.graph, self.graph.output, self.A.expand(D, *self.A.shape[1:]), boxes, slopes=alphas, taps=taps, extra=extra)
+
+    def optimize(self, signs: dict[int, torch.Tensor], alphas0: dict[int, torch.Tensor], betas0: dict[int, torch.Tensor], iters: int,
+                 deadline: Deadline) -> tuple[torch.Tensor, dict[int, torch.Tensor], dict[int, torch.Tensor], dict[int, torch.Tensor], list[Box]]:
+        """(value (D,), slopes, multipliers, taps at the ReLU outputs, boxes): the best bound of
+        ``iters`` projected Adam steps (at least one evaluation; each is sound)."""
+        boxes = self.boxes(signs)
+        f64 = torch.float64
+        alphas = {r: a.to(f64).clone().requires_grad_(True) for r, a in alphas0.items()}
+        betas = {p: b.to(f64).clone().requires_grad_(True) for p, b in betas0.items()}
+        params = list(alphas.values()) + [betas[p] for p in self.inputs if bool((signs[p] != 0).any())]
+        opt_a = Adam(list(alphas.values()), lr=ALPHA_LR) if alphas else None
+        bparams = params[len(alphas):]
+        opt_b = Adam(bparams, lr=BETA_LR) if bparams else None
+        best = None
+        taps: dict[int, torch.Tensor] = {}
+        last = 0.0
+        for it in range(max(1, iters)):
+            if it and deadline.left() <= last:
+                break
+            deadline.check("bounding domains")
+            t0 = time.perf_counter()
+            tp = {r: None for r, _ in self.relus}
+            tp[0] = None  # the input coefficients: their minimizing corner is the domain's attack point
+            low = self.lower(boxes, signs, alphas, betas, taps=tp)  # type: ignore[arg-type]
+            v = (low - self.d).amax(dim=1).detach()
+            if best is None:
+                best, taps = v, {r: t.detach() for r, t in tp.items() if t is not None}
+            else:
+                better = v > best
+                best = torch.where(better, v, best)
+                for r, t in tp.items():
+                    if t is not None:
+                        taps[r] = torch.where(better.reshape(-1, *[1] * (t.dim() - 1)), t.detach(), taps[r])
+            if it == iters - 1 or not params:
+                break
+            grads = torch.autograd.grad(-low.sum(), params, allow_unused=True)
+            grads = tuple(torch.zeros_like(p) if g is None else g for p, g in zip(params, grads))
+            if opt_a is not None:
+                opt_a.step(grads[:len(alphas)])
+            if opt_b is not None:
+                opt_b.step(grads[len(alphas):])
+            with torch.no_grad():
+                for a in alphas.values():
+                    a.clamp_(0, 1)
+                for b in bparams:
+                    b.clamp_(min=0)
+            last = time.perf_counter() - t0
+        return (best, {r: a.detach().to(STORE) for r, a in alphas.items()}, {p: b.detach().to(STORE) for p, b in betas.items()}, taps, boxes)
+
+    def attack_points(self, boxes: list[Box], taps: dict[int, torch.Tensor]) -> torch.Tensor | None:
+        """(D, *input) the corner of the input box that minimizes each domain's linear lower
+        bound of its first row (beta-CROWN's primal guess): where a domain is loose, the net's
+        value there is often near the bound's."""
+        A0 = taps.get(0)
+        if A0 is None:
+            return None
+        lo, hi = boxes[0]
+        return torch.where(A0[:, 0] >= 0, lo, hi)
+
+    def violating(self, x: torch.Tensor) -> np.ndarray | None:
+        """The first of the points ``x`` whose float64 output satisfies every row of the clause."""
+        with torch.no_grad():
+            y = self.graph.forward_torch(x)
+        C = self.A[0].flatten(1)
+        hit = ((y @ C.T) <= self.d).all(dim=1)
+        k = torch.nonzero(hit).flatten()
+        return x[int(k[0])].reshape(-1).cpu().numpy() if k.numel() else None
+
+    def scores(self, boxes: list[Box], taps: dict[int, torch.Tensor]) -> torch.Tensor:
+        """(D, total) BaBSR score of every ReLU input neuron, -inf where it is stable."""
+        out = []
+        for r, p in self.relus:
+            l, u = boxes[p][0].flatten(1), boxes[p][1].flatten(1)
+            unstable = (l < 0) & (u > 0)
+            A = taps.get(r)
+            if A is None:
+                out.append(torch.full_like(l, -float("inf")))
+                continue
+            a = A.flatten(2).sum(1)  # (D, n): summed over the clause's rows
+            icpt = torch.where(unstable, -l * u / torch.where(unstable, u - l, torch.ones_like(l)), torch.zeros_like(l))
+            score = a.clamp(max=0).abs() * icpt + 1e-4 * a.abs() * torch.minimum(-l, u).clamp(min=0)
+            out.append(torch.where(unstable, score, torch.full_like(score, -float("inf"))))
+        return torch.cat(out, dim=1)
+
+    def candidates(self, boxes: list[Box], taps: dict[int, torch.Tensor], k: int) -> torch.Tensor:
+        s = self.scores(boxes, taps)
+        k = min(k, s.shape[1])
+        v, j = s.topk(k, dim=1)
+        return torch.where(torch.isfinite(v), j, torch.full_like(j, -1))
+
+    def locate(self, flat: torch.Tensor) -> list[tuple[int, torch.Tensor, torch.Tensor]]:
+        """(node p, rows, neuron index in p) for global candidate indices ``flat`` (D,)."""
+        out = []
+        for p in self.inputs:
+            sel = torch.nonzero((flat >= self.offset[p]) & (flat < self.offset[p] + self.sizes[p])).flatten()
+            if sel.numel():
+                out.append((p, sel, flat[sel] - self.offset[p]))
+        return out
+
+    def children(self, doms: _Domains, flat: torch.Tensor) -> _Domains:
+        """2D children (first every active half, then every inactive one) splitting ``flat[k]`` in domain k."""
+        D = len(doms)
+        kids = _Domains.cat([doms, doms])
+        kids.signs = {p: s.clone() for p, s in kids.signs.items()}
+        ar = torch.arange(D, device=flat.device)
+        for p, sel, idx in self.locate(flat):
+            kids.signs[p][ar[sel], idx] = 1
+            kids.signs[p][D + ar[sel], idx] = -1
+        kids.depth = kids.depth + 1
+        return kids
 
 
-def _scores(graph: Graph, boxes: list[Box], taps: dict[int, torch.Tensor], relus: list[tuple[int, int]]) -> list[tuple[int, torch.Tensor]]:
-    """Per ReLU: (input node, (D, n) BaBSR score, -inf where the neuron is stable)."""
-    out = []
-    for r, p in relus:
-        l, u = boxes[p][0].flatten(1), boxes[p][1].flatten(1)
-        unstable = (l < 0) & (u > 0)
-        A = taps.get(r)
-        if A is None:
-            out.append((p, torch.full_like(l, -float("inf"))))
-            continue
-        a = A.flatten(2).sum(1)  # (D, n): summed over the clause's rows
-        icpt = torch.where(unstable, -l * u / torch.where(unstable, u - l, torch.ones_like(l)), torch.zeros_like(l))
-        score = a.clamp(max=0).abs() * icpt + 1e-4 * a.abs() * torch.minimum(-l, u).clamp(min=0)
-        out.append((p, torch.where(unstable, score, torch.full_like(score, -float("inf")))))
+def _initial_alphas(problem: _Problem, D: int) -> dict[int, torch.Tensor]:
+    out = {}
+    for r, p in problem.relus:
+        l, u = problem.root[p]
+        init, _, _, unstable = relaxation(l, u)
+        if bool(unstable.any()):
+            out[r] = init.unsqueeze(1).expand(D, problem.R, *init.shape[1:]).to(STORE).clone()
     return out
 
 
-def _take(boxes: list[Box], idx: torch.Tensor) -> list[Box]:
-    return [(l[idx], u[idx]) for l, u in boxes]
-
-
-def _cat(parts: list[list[Box]]) -> list[Box]:
-    return [(torch.cat([p[i][0] for p in parts]), torch.cat([p[i][1] for p in parts])) for i in range(len(parts[0]))]
-
-
-def relu_bab(graph: Graph, gb: GraphBounds, clause: Clause, deadline: Deadline, batch: int = 64, branching: str = "babsr") -> BabResult:
+def relu_bab(graph: Graph, gb: GraphBounds, clause: Clause, deadline: Deadline, batch: int = 256, branching: str = "babsr",
+             root_iters: int = ROOT_ITERS, iters: int = DOMAIN_ITERS, max_open: int = 400_000) -> BabResult:
     """Prove the clause unreachable (every row set C y <= d empty) over the box of ``gb``
-    (one box: B == 1), or run out of time. Never claims a counterexample (the falsifier does)."""
+    (its first box), or run out of time (or past ``max_open`` open domains), or stop at a
+    domain's attack point whose output reaches the clause (``counterexample``: a candidate that
+    the caller confirms on the original model; never a verdict by itself)."""
     if branching not in BRANCHING:
         raise ValueError(f"branching {branching!r}: choose one of {', '.join(BRANCHING)}")
     start = time.perf_counter()
-    relus = _relu_nodes(graph)
-    A = spec_coefficients(graph, torch.as_tensor(clause.C), 1)
-    d = torch.as_tensor(clause.d, dtype=torch.float64, device=graph.device).reshape(1, -1)
-    boxes = [(l.clone(), u.clone()) for l, u in gb.boxes]
-    counter = itertools.count()
+    pr = _Problem(graph, gb, clause)
     bounded, max_depth = 0, 0
+    k_cand = FSB_CANDIDATES if branching == "fsb" else 1
     try:
-        values, taps = _bound(graph, boxes, A, d, relus, deadline, True)
+        signs = pr.empty_signs(1)
+        betas = {p: torch.zeros(1, pr.R, pr.sizes[p], dtype=STORE, device=graph.device) for p in pr.inputs}
+        value, alphas, betas, taps, boxes = pr.optimize(signs, _initial_alphas(pr, 1), betas, root_iters, deadline)
     except DeadlineExceeded:
         return BabResult(False, 0, 0, 1, time.perf_counter() - start, "time up bounding the root")
     bounded += 1
-    if float(values[0]) > 0:
+    if float(value[0]) > 0:
         return BabResult(True, bounded, 0, 0, time.perf_counter() - start, "the root is closed")
-    # the open domains: a heap of (value, tiebreak, depth, boxes of one domain, taps of one domain)
-    heap = [(float(values[0]), next(counter), 0, boxes, {k: v for k, v in taps.items() if v is not None})]
-    while heap:
+    pts = pr.attack_points(boxes, taps)
+    hit = pr.violating(pts) if pts is not None else None
+    if hit is not None:
+        return BabResult(False, bounded, 0, 1, time.perf_counter() - start, "the root's attack point reaches the clause", counterexample=hit)
+    pool = _Domains(signs, alphas, betas, value, torch.zeros(1, dtype=torch.long), pr.candidates(boxes, {r: t for r, t in taps.items() if r}, k_cand))
+    while len(pool):
         if deadline.expired():
-            return BabResult(False, bounded, max_depth, len(heap), time.perf_counter() - start, f"time up with {len(heap)} open domains")
-        take = [heapq.heappop(heap) for _ in range(min(batch, len(heap)))]
-        doms = _cat([t[3] for t in take])
-        dtaps = {k: torch.cat([t[4][k] for t in take]) for k in take[0][4]}
-        depth = torch.tensor([t[2] for t in take])
-        scores = _scores(graph, doms, dtaps, relus)
-        D = len(take)
-        # the best-scored unstable neuron of each domain, over all ReLU layers
-        best_val = torch.full((D,), -float("inf"), dtype=torch.float64)
-        best_node = torch.full((D,), -1, dtype=torch.long)
-        best_idx = torch.zeros(D, dtype=torch.long)
-        cand: list[tuple[torch.Tensor, int, torch.Tensor]] = []
-        for p, s in scores:
-            v, j = s.max(dim=1)
-            better = v > best_val
-            best_val = torch.where(better, v, best_val)
-            best_node = torch.where(better, torch.full_like(best_node, p), best_node)
-            best_idx = torch.where(better, j, best_idx)
-            if branching == "fsb":
-                k = min(FSB_CANDIDATES, s.shape[1])
-                tv, tj = s.topk(k, dim=1)
-                cand += [(tv[:, c], p, tj[:, c]) for c in range(k)]
-        fixed = torch.nonzero(best_node < 0).flatten()
-        if fixed.numel():
-            # every ReLU of these domains is fixed: the net is affine there and the domain's own
-            # bounds (as column bounds) make its LP exact; a closed one is dropped
-            for k in fixed.tolist():
-                if not _lp_closes(graph, _take(doms, torch.tensor([k])), clause, deadline):
-                    return BabResult(False, bounded, max_depth, len(heap) + D, time.perf_counter() - start,
-                                     "a domain with every ReLU fixed is not closed by its exact LP (the clause may be reachable)")
-            keep = torch.nonzero(best_node >= 0).flatten()
-            if keep.numel() == 0:
-                continue
-            take = [take[k] for k in keep.tolist()]
-            doms, depth = _take(doms, keep), depth[keep]
-            dtaps = {k: v[keep] for k, v in dtaps.items()}
-            best_node, best_idx, D = best_node[keep], best_idx[keep], keep.numel()
-            cand = [(v[keep], p, j[keep]) for v, p, j in cand]
+            return _stopped(bounded, max_depth, len(pool), start, f"time up with {len(pool)} open domains")
+        if len(pool) > max_open:
+            return _stopped(bounded, max_depth, len(pool), start, f"{len(pool)} open domains: past the memory cap")
+        n = min(max(1, batch // 2), len(pool))
+        order = torch.argsort(pool.value)
+        doms, pool = pool.take(order[:n]), pool.take(order[n:])
         try:
-            if branching == "fsb" and cand:
-                best_node, best_idx = _fsb_choice(graph, doms, A, d, relus, deadline, cand, best_node, best_idx)
-            children: list[list[Box]] = []
-            for p in sorted(set(best_node.tolist())):
-                sel = torch.nonzero(best_node == p).flatten()
-                children.append((sel, _split_boxes(graph, _take(doms, sel), p, best_idx[sel])))
-            kid_boxes = _cat([c[1] for c in children])
-            order = torch.cat([torch.cat([c[0], c[0]]) for c in children])  # parent of each child
-            values, taps = _bound(graph, kid_boxes, A, d, relus, deadline, True)
+            fixed = doms.cand[:, 0] < 0
+            if bool(fixed.any()):
+                # every ReLU of these domains is fixed: the net is affine there, its exact LP decides
+                for k in torch.nonzero(fixed).flatten().tolist():
+                    one = doms.take(torch.tensor([k]))
+                    if not _lp_closes(graph, pr.boxes(one.signs), clause, deadline):
+                        return _stopped(bounded, max_depth, len(pool) + len(doms), start,
+                                        "a domain with every ReLU fixed is not closed by its exact LP (the clause may be reachable)")
+                doms = doms.take(torch.nonzero(~fixed).flatten())
+                if not len(doms):
+                    continue
+            flat = doms.cand[:, 0]
+            if branching == "fsb" and doms.cand.shape[1] > 1:
+                flat = _fsb_choice(pr, doms)
+            kids = pr.children(doms, flat)
+            value, alphas, betas, taps, boxes = pr.optimize(kids.signs, kids.alphas, kids.betas, iters, deadline)
         except DeadlineExceeded:
-            return BabResult(False, bounded, max_depth, len(heap) + D, time.perf_counter() - start, f"time up with {len(heap) + D} open domains")
-        bounded += values.shape[0]
-        for k in range(values.shape[0]):
-            if float(values[k]) > 0:
-                continue  # closed
-            dep = int(depth[order[k]]) + 1
-            max_depth = max(max_depth, dep)
-            one = [(l[k:k + 1], u[k:k + 1]) for l, u in kid_boxes]
-            heapq.heappush(heap, (float(values[k]), next(counter), dep, one, {r: t[k:k + 1] for r, t in taps.items() if t is not None}))
+            return _stopped(bounded, max_depth, len(pool) + len(doms), start, f"time up with {len(pool) + len(doms)} open domains")
+        bounded += len(kids)
+        kids.alphas, kids.betas, kids.value = alphas, betas, value
+        pts = pr.attack_points(boxes, taps)
+        hit = pr.violating(pts) if pts is not None else None
+        if hit is not None:
+            return BabResult(False, bounded, max_depth, len(pool) + len(kids), time.perf_counter() - start,
+                             "a domain's attack point reaches the clause", counterexample=hit)
+        keep = torch.nonzero(value <= 0).flatten()
+        if keep.numel():
+            kids.cand = pr.candidates([(l[keep], u[keep]) for l, u in boxes], {r: t[keep] for r, t in taps.items() if r}, k_cand)
+            open_kids = _Domains({k: v[keep] for k, v in kids.signs.items()}, {k: v[keep] for k, v in kids.alphas.items()},
+                                 {k: v[keep] for k, v in kids.betas.items()}, value[keep], kids.depth[keep], kids.cand)
+            max_depth = max(max_depth, int(open_kids.depth.max()))
+            pool = _Domains.cat([pool, open_kids]) if len(pool) else open_kids
     return BabResult(True, bounded, max_depth, 0, time.perf_counter() - start, f"every domain closed ({bounded} bounded, depth {max_depth})")
 
 
-def _fsb_choice(graph: Graph, doms: list[Box], A: torch.Tensor, d: torch.Tensor, relus: list[tuple[int, int]], deadline: Deadline,
-                cand: list[tuple[torch.Tensor, int, torch.Tensor]], best_node: torch.Tensor, best_idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """For each domain, the candidate whose worse child bound is highest (ties: BaBSR's pick)."""
-    D = doms[0][0].shape[0]
+def _stopped(bounded: int, max_depth: int, open_domains: int, start: float, message: str) -> BabResult:
+    return BabResult(False, bounded, max_depth, open_domains, time.perf_counter() - start, message)
+
+
+def _fsb_choice(pr: _Problem, doms: _Domains) -> torch.Tensor:
+    """For each domain, the candidate whose worse child bound is highest (one back-substitution
+    with the parent's slopes and multipliers; ties and failures: BaBSR's pick)."""
+    D = len(doms)
     best = torch.full((D,), -float("inf"), dtype=torch.float64)
-    node, idx = best_node.clone(), best_idx.clone()
-    for v, p, j in cand:
-        ok = torch.isfinite(v)
-        if not bool(ok.any()):
-            continue
-        sel = torch.nonzero(ok).flatten()
-        kids = _split_boxes(graph, _take(doms, sel), p, j[sel])
-        vals, _ = _bound(graph, kids, A, d, relus, deadline, False)
-        worse = torch.minimum(vals[: sel.numel()], vals[sel.numel():])
-        better = worse > best[sel]
-        best[sel] = torch.where(better, worse, best[sel])
-        node[sel] = torch.where(better, torch.full_like(node[sel], p), node[sel])
-        idx[sel] = torch.where(better, j[sel], idx[sel])
-    return node, idx
+    choice = doms.cand[:, 0].clone()
+    f64 = torch.float64
+    with torch.no_grad():
+        for c in range(doms.cand.shape[1]):
+            flat = doms.cand[:, c]
+            ok = flat >= 0
+            if not bool(ok.any()):
+                continue
+            sub = doms.take(torch.nonzero(ok).flatten())
+            kids = pr.children(sub, flat[ok])
+            boxes = pr.boxes(kids.signs)
+            low = pr.lower(boxes, kids.signs, {r: a.to(f64) for r, a in kids.alphas.items()}, {p: b.to(f64) for p, b in kids.betas.items()})
+            v = (low - pr.d).amax(dim=1)
+            m = len(sub)
+            worse = torch.minimum(v[:m], v[m:])
+            rows = torch.nonzero(ok).flatten()
+            better = worse > best[rows]
+            best[rows] = torch.where(better, worse, best[rows])
+            choice[rows] = torch.where(better, flat[rows], choice[rows])
+    return choice
 
 
 def _lp_closes(graph: Graph, boxes: list[Box], clause: Clause, deadline: Deadline) -> bool:

@@ -103,6 +103,40 @@ def _escalated_bounds(network: Network, prop: Property, bounds: str, time_left: 
     return Bounds(lb.lower, lb.upper, bounds)
 
 
+def _relu_bab_clauses(network: Network, prop: Property, b: Bounds, open_clauses: list, deadline: "Deadline",
+                      clock: "StageClock") -> tuple[list, str, tuple[np.ndarray, np.ndarray] | None]:
+    """ReLU-split branch and bound on each open clause over the chain's graph (``form/from_chain``),
+    from the bounds ``b``: the clauses it does not prove, what it did, and a counterexample
+    (one of its domains' attack points, confirmed by the chain's float64 forward pass) or None."""
+    import torch
+
+    from robustbench_mr.verifiers.bounds.engine import GraphBounds
+    from robustbench_mr.verifiers.decide.bab import relu_bab
+    from robustbench_mr.verifiers.form.from_chain import chain_boxes, chain_graph
+
+    clock.enter("bab", "relu-bab")
+    graph = chain_graph(network)
+    box = (torch.as_tensor(prop.lower, dtype=torch.float64).reshape(1, -1), torch.as_tensor(prop.upper, dtype=torch.float64).reshape(1, -1))
+    layers = [(torch.as_tensor(l, dtype=torch.float64).reshape(1, -1), torch.as_tensor(u, dtype=torch.float64).reshape(1, -1)) for l, u in zip(b.lower, b.upper)]
+    gb = GraphBounds(chain_boxes(box, layers, len(network.affines)), b.method)
+    left, msgs = [], []
+    for t_upper, clause in open_clauses:
+        if deadline.expired():
+            left.append((t_upper, clause))
+            continue
+        r = relu_bab(graph, gb, clause, deadline)
+        clock.domains += r.domains
+        clock.max_depth = max(clock.max_depth, r.max_depth)
+        hit = _confirmed(network, prop, r.counterexample) if r.counterexample is not None else None
+        if hit is not None:
+            return [(t_upper, clause)], f"{clock.domains} domains, depth {clock.max_depth}; {r.message}", hit
+        if not r.proven:
+            left.append((t_upper, clause))
+            msgs.append(r.message)
+    summary = f"{clock.domains} domains, depth {clock.max_depth}" + (f"; {len(left)} clause(s) open: {msgs[0]}" if msgs else "")
+    return left, summary, None
+
+
 def check_property(network: Network, prop: Property, timeout: "float | Deadline", bounds: str = DEFAULT_BOUNDS, warm_start: np.ndarray | None = None,
                    early_stop: bool = True, samples: int = RANDOM_SAMPLES, seed: int = 0, solver: str = "highs",
                    input_split: bool | None = None) -> PropertyResult:
@@ -186,6 +220,20 @@ def _check_property(network: Network, prop: Property, timeout: "float | Deadline
         return PropertyResult(PropertyStatus.UNSAT, None, None, elapsed(), f"proven by {bounds} bounds", unstable, 0, bounds)
 
     open_clauses.sort(key=lambda tc: -tc[0])  # most likely reachable first
+    from robustbench_mr.verifiers.decide.bab import prefer_relu_bab
+
+    if prefer_relu_bab(unstable, bounds):
+        # many unstable ReLUs: one MILP rarely finishes; ReLU-split branch and bound with
+        # beta-CROWN bounds (decide/bab.py) proves clause by clause; what it leaves open (out of
+        # its memory cap, or a fully fixed domain its LP does not close) goes to the MILP
+        bab_open, bab_msg, hit = _relu_bab_clauses(network, prop, b, open_clauses, deadline, clock)
+        if hit is not None:
+            return PropertyResult(PropertyStatus.SAT, hit[0], hit[1], elapsed(), f"relu-split bab counterexample ({bab_msg})", unstable, 0, bounds + "+bab")
+        if not bab_open:
+            return PropertyResult(PropertyStatus.UNSAT, None, None, elapsed(), f"every open clause closed by relu-split bab ({bab_msg})", unstable, 0, bounds + "+bab")
+        if deadline.expired():
+            return PropertyResult(PropertyStatus.TIMEOUT, None, None, elapsed(), f"relu-split bab: {bab_msg}", unstable, 0, bounds + "+bab")
+        open_clauses = bab_open
     clock.enter("milp", "milp")
     warm = warm_start if warm_start is not None else (prop.lower + prop.upper) / 2.0
     warm = np.clip(np.asarray(warm, dtype=np.float64).reshape(-1), prop.lower, prop.upper)

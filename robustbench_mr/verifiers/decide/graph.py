@@ -3,7 +3,7 @@
 Escalation, each stage only while some clause is open and under one ``Deadline``:
 interval bounds -> CROWN (intermediate bounds by back-substitution) -> alpha-CROWN on the
 spec rows -> the MILP of the graph (``milp/graph.py``) when it has at most
-``MILP_MAX_UNSTABLE`` unstable ReLUs, else branch and bound over ReLU splits (``decide/bab.py``). ``sat`` only with a point whose float64 forward pass
+``bab.MILP_MAX_UNSTABLE`` unstable ReLUs, else branch and bound over ReLU splits (``decide/bab.py``). ``sat`` only with a point whose float64 forward pass
 satisfies a clause (the caller's falsifier runs first); ``unsat`` only when every clause has
 a row whose sound lower bound exceeds its right-hand side, or the MILP proves it; otherwise
 ``unknown`` (nothing decides; e.g. a branch-and-bound domain with every ReLU fixed that its
@@ -28,7 +28,6 @@ from robustbench_mr.verifiers.status import PropertyResult, PropertyStatus
 if TYPE_CHECKING:
     from robustbench_mr.verifiers.decide.stages import StageClock
 
-MILP_MAX_UNSTABLE = 40  # at most this many unstable ReLUs: the MILP; more: relu-split branch and bound
 
 # the chain verifier's --bounds names -> the graph engine's stages
 STAGES = {"interval": ("interval",), "crown": ("interval", "crown"), "lp": ("interval", "crown", "alpha"),
@@ -84,7 +83,9 @@ def _check_graph_property(graph: Graph, prop: Property, deadline: Deadline, boun
     if deadline.expired():
         return PropertyResult(PropertyStatus.TIMEOUT, None, None, time.perf_counter() - start, f"time up after {'+'.join(stages_run)} bounds",
                               unstable, 0, bounds)
-    if unstable <= MILP_MAX_UNSTABLE:
+    from robustbench_mr.verifiers.decide.bab import prefer_relu_bab
+
+    if not prefer_relu_bab(unstable):
         # few unstable ReLUs: one MILP per clause is exact and usually fast
         from robustbench_mr.verifiers.milp.graph import solve_graph_property
 
@@ -99,6 +100,11 @@ def _check_graph_property(graph: Graph, prop: Property, deadline: Deadline, boun
         r = relu_bab(graph, gb, prop.clauses[k], deadline, branching=branching)
         domains, depth = domains + r.domains, max(depth, r.max_depth)
         clock.domains, clock.max_depth = domains, depth
+        if r.counterexample is not None:
+            y = graph.forward(r.counterexample)
+            if prop.contains_input(r.counterexample) and prop.is_violated_by(y):
+                return PropertyResult(PropertyStatus.SAT, r.counterexample, y, time.perf_counter() - start,
+                                      f"relu-split bab ({branching}) counterexample on clause {k}; {domains} domains, depth {depth}", unstable, 0, f"{bounds}+bab")
         if not r.proven:
             status = PropertyStatus.TIMEOUT if deadline.expired() else PropertyStatus.UNKNOWN
             return PropertyResult(status, None, None, time.perf_counter() - start,

@@ -1,0 +1,154 @@
+"""ReLU-split branch and bound with beta-CROWN bounds (``decide/bab.py``) on chain nets, against
+independent oracles: exact region enumeration (``brute_force_max``), dense grids of the split
+domains themselves, and the MILP route of the same decision; and metamorphic changes that must
+not change a verdict (function-preserving rescaling, neuron permutation)."""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+import torch
+
+from robustbench_mr.deadline import Deadline
+from robustbench_mr.verifiers.bounds.engine import node_bounds
+from robustbench_mr.verifiers.decide import bab
+from robustbench_mr.verifiers.decide.chain import PropertyStatus, check_property
+from robustbench_mr.verifiers.form.chain import Affine, Network, ReLU
+from robustbench_mr.verifiers.form.from_chain import chain_graph
+from robustbench_mr.verifiers.spec.property import Clause, Property, robustness_property
+
+from tests.verifiers.decide.test_exactness import brute_force_max, random_net
+
+
+@functools.cache
+def _clause_case(seed: int) -> tuple[Network, Property, bool]:
+    """A seeded 2-12-12-3 net, a box, and the clause y0 - y1 <= d with d 4% of the range below
+    or above the exact minimum of y0 - y1 over the box (region enumeration; the range from a
+    grid): truth = reachable."""
+    rng = np.random.default_rng(seed)
+    net = random_net(rng, [2, 12, 12, 3])
+    c, r = rng.uniform(-1, 1, 2), rng.uniform(0.1, 0.6)
+    lo, hi = c - r, c + r
+    row = np.array([1.0, -1.0, 0.0])
+    vmin = -brute_force_max(net, lo, hi, -row[None])
+    vmax = float((net.forward(np.random.default_rng(seed).uniform(lo, hi, size=(4096, 2))) @ row).max())
+    d = vmin + rng.choice([-1.0, 1.0]) * 0.04 * (vmax - vmin + 1e-9)
+    return net, Property(lo, hi, (Clause(row[None], np.array([d])),)), bool(d >= vmin)
+
+
+def _bab(net: Network, prop: Property, branching: str = "babsr", seconds: float = 20.0) -> bab.BabResult:
+    graph = chain_graph(net)
+    gb = node_bounds(graph, torch.as_tensor(prop.lower), torch.as_tensor(prop.upper), "crown")
+    return bab.relu_bab(graph, gb, prop.clauses[0], Deadline(seconds), batch=32, branching=branching)
+
+
+@pytest.mark.parametrize("branching", bab.BRANCHING)
+def test_relu_bab_matches_region_enumeration(branching: str) -> None:
+    """Proves exactly the unreachable clauses (complete on tiny nets), never a reachable one."""
+    proven = unreachable = 0
+    for seed in range(16):
+        net, prop, reachable = _clause_case(seed)
+        r = _bab(net, prop, branching)
+        assert not (r.proven and reachable), f"seed {seed}: bab proved a clause the enumeration reaches"
+        if not reachable:
+            unreachable += 1
+            assert r.proven, f"seed {seed}: an unreachable clause left open on a 24-ReLU net ({r.message})"
+        proven += r.proven
+    assert unreachable == proven == 5  # seeded: 5 of the 16 clauses are unreachable
+
+
+def test_beta_bounds_are_sound_on_their_split_domain() -> None:
+    """With splits fixed and slopes and multipliers optimized, the bound never exceeds the
+    minimum over a dense grid of the points that satisfy the split signs (the domain)."""
+    rng = np.random.default_rng(3)
+    checked = 0
+    for trial in range(10):
+        net = random_net(rng, [2, 10, 10, 2])
+        c, r = rng.uniform(-1, 1, 2), 0.5
+        prop = Property(c - r, c + r, (Clause(np.array([[1.0, -1.0]]), np.array([0.0])),))
+        graph = chain_graph(net)
+        gb = node_bounds(graph, torch.as_tensor(prop.lower), torch.as_tensor(prop.upper), "crown")
+        pr = bab._Problem(graph, gb, prop.clauses[0])
+        signs = pr.empty_signs(1)
+        unstable = [(p, j) for p in pr.inputs for j in range(pr.sizes[p])
+                    if float(pr.root[p][0][0, j]) < 0 < float(pr.root[p][1][0, j])]
+        picks = [unstable[k] for k in rng.permutation(len(unstable))[:2]]
+        for p, j in picks:
+            signs[p][0, j] = int(rng.choice([-1, 1]))
+        betas = {p: torch.zeros(1, pr.R, pr.sizes[p], dtype=bab.STORE) for p in pr.inputs}
+        value, _, _, _, _ = pr.optimize(signs, bab._initial_alphas(pr, 1), betas, 60, Deadline(30.0))
+        axis = np.linspace(0, 1, 401)
+        grid = prop.lower + (prop.upper - prop.lower) * np.stack(np.meshgrid(axis, axis), -1).reshape(-1, 2)
+        pre = _pre_activations(net, grid)
+        inside = np.ones(len(grid), dtype=bool)
+        for p, j in picks:
+            layer = (p - 1) // 2
+            s = int(signs[p][0, j])
+            inside &= (s * pre[layer][:, j]) >= 0
+        if not inside.any():
+            continue
+        y = net.forward(grid[inside])
+        true_min = float((y @ np.array([1.0, -1.0])).min())
+        assert float(value[0]) <= true_min + 1e-9 * (1 + abs(true_min)), f"trial {trial}: bound {float(value[0])} above the domain's minimum {true_min}"
+        checked += 1
+    assert checked >= 6
+
+
+def _pre_activations(net: Network, x: np.ndarray) -> list[np.ndarray]:
+    out, h = [], x
+    for a in net.affines[:-1]:
+        z = h @ a.weight.T + a.bias
+        out.append(z)
+        h = np.maximum(z, 0)
+    return out
+
+
+def _rescaled_permuted(net: Network, rng: np.random.Generator) -> Network:
+    """The same function: each hidden neuron scaled by a positive factor (undone in the next
+    layer, exact through ReLU) over eight orders of magnitude, and the neurons permuted."""
+    aff = [Affine(a.weight.copy(), a.bias.copy()) for a in net.affines]
+    for k in range(len(aff) - 1):
+        n = aff[k].weight.shape[0]
+        s = 10.0 ** rng.uniform(-4, 4, size=n)
+        perm = rng.permutation(n)
+        aff[k] = Affine((aff[k].weight * s[:, None])[perm], (aff[k].bias * s)[perm])
+        aff[k + 1] = Affine((aff[k + 1].weight / s[None, :])[:, perm], aff[k + 1].bias)
+    layers: list = []
+    for a in aff:
+        layers += [a, ReLU()]
+    return Network(net.input_shape, tuple(layers[:-1]))
+
+
+def test_relu_bab_verdicts_survive_rescaling_and_permutation() -> None:
+    rng = np.random.default_rng(7)
+    for seed in range(6):
+        net, prop, reachable = _clause_case(seed)
+        twin = _rescaled_permuted(net, rng)
+        x = np.random.default_rng(seed).uniform(prop.lower, prop.upper, size=(64, 2))
+        assert np.allclose(twin.forward(x), net.forward(x), rtol=1e-9, atol=1e-9)
+        assert _bab(twin, prop).proven == _bab(net, prop).proven == (not reachable), f"seed {seed}"
+
+
+def test_check_property_chooses_relu_bab_and_agrees_with_the_milp(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Above MILP_MAX_UNSTABLE unstable ReLUs the decision runs ReLU-split bab (and says so);
+    forced to the MILP it reaches the same verdicts."""
+    rng = np.random.default_rng(11)
+    net = random_net(rng, [6, 48, 48, 4], bias_scale=0.1)
+    runs = []
+    for k in range(6):
+        x = rng.uniform(0.3, 0.7, size=6)
+        label = int(np.argmax(net.forward(x)))
+        runs.append(robustness_property(x, label, 0.2, 4))
+    threshold = bab.MILP_MAX_UNSTABLE
+    bab_side = [check_property(net, p, 30.0, bounds="crown", samples=0, input_split=False) for p in runs]
+    monkeypatch.setattr(bab, "MILP_MAX_UNSTABLE", 10 ** 9)
+    milp_side = [check_property(net, p, 30.0, bounds="crown", samples=0, input_split=False) for p in runs]
+    for a, b in zip(bab_side, milp_side):
+        assert a.status in (PropertyStatus.SAT, PropertyStatus.UNSAT) and b.status in (PropertyStatus.SAT, PropertyStatus.UNSAT), (a, b)
+        assert a.status == b.status, (a.message, b.message)
+    via_bab = [r for r in bab_side if r.search == "relu-bab"]
+    assert len(via_bab) == 6 and all(r.unstable_relus > threshold for r in via_bab)
+    assert [r.status.value for r in bab_side].count("sat") == 1  # seeded: found at a domain's attack point
+    assert all(r.search == "milp" for r in milp_side if r.unstable_relus > 0 and r.status is PropertyStatus.UNSAT)
