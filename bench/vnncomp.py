@@ -10,6 +10,9 @@ expected answer: must be 0); our total and median seconds (median over our sat/u
 the expected sat/unsat counts, the published fastest correct tool's median seconds and
 alpha-beta-CROWN's solved count (expected.csv). The published times ran in 2022 on
 64-vCPU or V100 machines: compare orders of magnitude, and solved counts directly.
+A second table puts us beside the peers run on this machine kind at a 30 s cap
+(``peers_cpu_30s.csv``: alpha-beta-CROWN, nnenum, Marabou), on the instances both ran: our
+solved count at this run's cap, ours within 30 s, and each peer's (correct answers only).
 Results go to a results database (``--db``, default a temporary file), so a rerun with the
 same --db resumes.
 """
@@ -45,6 +48,32 @@ def digits_reference(shared: Path, timeout: float, jobs: int) -> list[Outcome]:
     return [Outcome.of(i, r, timeout) for i, r in res]
 
 
+PEERS = ("abcrown", "nnenum", "marabou")
+
+
+def peers_table(outcomes: list[Outcome], peers_csv: Path, cap: float | None) -> str:
+    """Solved counts (correct sat/unsat) per benchmark on the instances of ``peers_csv`` that this
+    run has: ours at the run's cap, ours within 30 s, and each peer's at 30 s."""
+    if not peers_csv.exists():
+        return f"(no {peers_csv.name}: peers table skipped)"
+    with open(peers_csv, newline="") as fh:
+        peers = {(r["benchmark"], r["onnx"], r["vnnlib"]): r for r in csv.DictReader(fh)}
+    head = ["benchmark", "subset", f"ours@{cap or 'inst'}s", "ours<=30s"] + [f"{p}@30s" for p in PEERS]
+    rows, by = [head], {}
+    for o in outcomes:
+        key = (o.instance.benchmark, o.instance.onnx, o.instance.vnnlib)
+        if key in peers:
+            by.setdefault(o.instance.benchmark, []).append((o, peers[key]))
+    for bench, pairs in by.items():
+        ok = [o.status in ("sat", "unsat") and not o.wrong for o, _ in pairs]
+        fast = [k and o.seconds <= 30.0 for k, (o, _) in zip(ok, pairs)]
+        peer = [sum(1 for _, r in pairs if r.get(f"{p}_status") in ("sat", "unsat") and r[f"{p}_status"] == r["expected"]) if any(r.get(f"{p}_status") for _, r in pairs) else None
+                for p in PEERS]
+        rows.append([bench, str(len(pairs)), str(sum(ok)), str(sum(fast))] + ["-" if v is None else str(v) for v in peer])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    return "\n".join("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shared", default=str(REPO.parent / "shared"), help="the shared folder (default ../shared)")
@@ -74,6 +103,9 @@ def main() -> int:
     print()
     print("# where the time went (seconds per stage, summed; the search that ran last per instance)")
     print(format_stages(summaries))
+    print()
+    print("# beside the peers on this machine kind (peers_cpu_30s.csv, 30 s cap, same instances)")
+    print(peers_table(outcomes, shared / "data" / "vnncomp" / "peers_cpu_30s.csv", args.timeout_cap))
     wrong = [o for o in outcomes if o.wrong]
     for o in wrong:
         print(f"WRONG: {o.instance.benchmark} {o.instance.onnx} {o.instance.vnnlib}: ours {o.status}, expected {o.instance.expected}")

@@ -188,8 +188,8 @@ class _Problem:
                 for r, t in tp.items():
                     if t is not None:
                         taps[r] = torch.where(better.reshape(-1, *[1] * (t.dim() - 1)), t.detach(), taps[r])
-            if it == iters - 1 or not params:
-                break
+            if it == iters - 1 or not params or bool((best > 0).all()):
+                break  # the last iteration, nothing to optimize, or every domain already closed
             grads = torch.autograd.grad(-low.sum(), params, allow_unused=True)
             grads = tuple(torch.zeros_like(p) if g is None else g for p, g in zip(params, grads))
             if opt_a is not None:

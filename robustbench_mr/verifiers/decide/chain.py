@@ -2,8 +2,12 @@
 and the VNN-LIB checker.
 
 Pipeline: warm start / random samples (cheap falsification) -> sound bounds (a clause whose
-spec lower bound is positive is unreachable, no MILP) -> one big-M MILP per remaining clause,
-most promising clause first, stopping as soon as one clause is reachable.
+spec lower bound is positive is unreachable, no MILP) -> the complete search the problem's shape
+calls for: input-domain branch and bound for low-dimensional inputs (``decide/input_split.py``),
+ReLU-split branch and bound with beta-CROWN bounds above ``bab.MILP_MAX_UNSTABLE`` unstable
+ReLUs (``decide/bab.py``; what it leaves open goes on), and one big-M MILP per remaining clause,
+most promising clause first, stopping as soon as one clause is reachable. The result's
+``search`` says which ran.
 
 SAT is returned only with a counterexample inside the box whose float64
 ``network.forward`` output satisfies the clause; UNSAT only when every clause is proven
