@@ -17,7 +17,8 @@ bounded by back-substitution with
   Adam, and the best bound of any iterate is kept (each one is sound).
 
 A domain is closed when some row's lower bound exceeds its right-hand side. Domains are bounded
-``batch`` at a time in one engine call, the most violated ones first. Branching: ``babsr``
+``batch`` at a time in one engine call, the most violated ones first (depth first once the
+open set passes half of ``max_open``). Branching: ``babsr``
 scores each unstable neuron by the part of the bound its triangle relaxation costs (|A| times the
 chord's intercept, Bunel et al. 2020); ``fsb`` (filtered smart branching, De Palma et al. 2021)
 bounds both children of the ``FSB_CANDIDATES`` best BaBSR candidates with one back-substitution
@@ -51,6 +52,7 @@ ROOT_ITERS = 40  # alpha-beta iterations at the root (slopes only: no splits yet
 DOMAIN_ITERS = 8  # per batch of children (they start from their parent's optimized values)
 ALPHA_LR, BETA_LR = 0.1, 0.05
 STORE = torch.float32  # dtype of the stored slopes and multipliers (any value is sound)
+STORE_BYTES = 2 * 2 ** 30  # the open domains' memory: the open set is capped to fit it
 
 
 @dataclass(frozen=True)
@@ -280,7 +282,8 @@ def _initial_alphas(problem: _Problem, D: int) -> dict[int, torch.Tensor]:
 def relu_bab(graph: Graph, gb: GraphBounds, clause: Clause, deadline: Deadline, batch: int = 256, branching: str = "babsr",
              root_iters: int = ROOT_ITERS, iters: int = DOMAIN_ITERS, max_open: int = 400_000) -> BabResult:
     """Prove the clause unreachable (every row set C y <= d empty) over the box of ``gb``
-    (its first box), or run out of time (or past ``max_open`` open domains), or stop at a
+    (its first box), or run out of time (or past ``max_open`` open domains, fewer where they
+    would not fit ``STORE_BYTES``), or stop at a
     domain's attack point whose output reaches the clause (``counterexample``: a candidate that
     the caller confirms on the original model; never a verdict by itself)."""
     if branching not in BRANCHING:
@@ -296,6 +299,8 @@ def relu_bab(graph: Graph, gb: GraphBounds, clause: Clause, deadline: Deadline, 
     except DeadlineExceeded:
         return BabResult(False, 0, 0, 1, time.perf_counter() - start, "time up bounding the root")
     bounded += 1
+    per_domain = pr.total + 4 * sum(a[0].numel() for a in alphas.values()) + 4 * pr.R * pr.total + 8 * k_cand + 16
+    max_open = max(batch, min(max_open, STORE_BYTES // per_domain))
     if float(value[0]) > 0:
         return BabResult(True, bounded, 0, 0, time.perf_counter() - start, "the root is closed")
     pts = pr.attack_points(boxes, taps)
@@ -309,7 +314,10 @@ def relu_bab(graph: Graph, gb: GraphBounds, clause: Clause, deadline: Deadline, 
         if len(pool) > max_open:
             return _stopped(bounded, max_depth, len(pool), start, f"{len(pool)} open domains: past the memory cap")
         n = min(max(1, batch // 2), len(pool))
-        order = torch.argsort(pool.value)
+        # best first (the most violated domains: they need the most splits, and their attack
+        # points are the likeliest hits); depth first once the open set fills half its cap (the
+        # deepest domains are the nearest to closing, and memory stays bounded)
+        order = torch.argsort(pool.value) if len(pool) <= max_open // 2 else torch.argsort(pool.depth, descending=True)
         doms, pool = pool.take(order[:n]), pool.take(order[n:])
         try:
             fixed = doms.cand[:, 0] < 0

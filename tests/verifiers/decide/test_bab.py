@@ -152,3 +152,19 @@ def test_check_property_chooses_relu_bab_and_agrees_with_the_milp(monkeypatch: p
     assert len(via_bab) == 6 and all(r.unstable_relus > threshold for r in via_bab)
     assert [r.status.value for r in bab_side].count("sat") == 1  # seeded: found at a domain's attack point
     assert all(r.search == "milp" for r in milp_side if r.unstable_relus > 0 and r.status is PropertyStatus.UNSAT)
+
+
+def test_depth_first_order_and_open_cap_keep_the_verdicts() -> None:
+    """With the open set capped near the batch (so the search runs depth first), the unreachable
+    clauses are still proven and no reachable one is; a cap below what a clause needs stops
+    with a message, not a verdict."""
+    proven = 0
+    for seed in range(16):
+        net, prop, reachable = _clause_case(seed)
+        graph = chain_graph(net)
+        gb = node_bounds(graph, torch.as_tensor(prop.lower), torch.as_tensor(prop.upper), "crown")
+        r = bab.relu_bab(graph, gb, prop.clauses[0], Deadline(20.0), batch=8, max_open=16)
+        assert r.proven == (not reachable) or (not r.proven and "cap" in r.message), (seed, r.message)
+        assert not (r.proven and reachable)
+        proven += r.proven
+    assert proven == 5  # seeded: every unreachable clause, depth first as well
