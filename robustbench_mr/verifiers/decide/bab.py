@@ -16,7 +16,10 @@ bounded by back-substitution with
   stays sound for every beta >= 0 and every slope in [0, 1]; both are optimized by projected
   Adam, and the best bound of any iterate is kept (each one is sound).
 
-A domain is closed when some row's lower bound exceeds its right-hand side. Domains are bounded
+A domain is closed when some row's lower bound exceeds its right-hand side. Every bounded batch
+is attacked: each domain's attack point (the input corner minimizing its linear bound) is run
+forward, and ``ATTACK_STEPS`` signed-gradient steps on the clause's violation start from those
+of the ``ATTACK_DOMAINS`` most violated children; a hit is returned as a candidate. Domains are bounded
 ``batch`` at a time in one engine call, the most violated ones first (depth first once the
 open set passes half of ``max_open``). Branching: ``babsr``
 scores each unstable neuron by the part of the bound its triangle relaxation costs (|A| times the
@@ -52,6 +55,7 @@ ROOT_ITERS = 40  # alpha-beta iterations at the root (slopes only: no splits yet
 DOMAIN_ITERS = 8  # per batch of children (they start from their parent's optimized values)
 ALPHA_LR, BETA_LR = 0.1, 0.05
 STORE = torch.float32  # dtype of the stored slopes and multipliers (any value is sound)
+ATTACK_DOMAINS, ATTACK_STEPS = 8, 10  # per bounded batch: descent from the most violated children's attack points
 STORE_BYTES = 2 * 2 ** 30  # the open domains' memory: the open set is capped to fit it
 
 
@@ -225,6 +229,23 @@ class _Problem:
         k = torch.nonzero(hit).flatten()
         return x[int(k[0])].reshape(-1).cpu().numpy() if k.numel() else None
 
+    def descend(self, x0: torch.Tensor, steps: int = ATTACK_STEPS) -> np.ndarray | None:
+        """Signed-gradient descent on the clause's violation max_r (C_r y - d_r) from ``x0``
+        (D, *input) inside the input box, step from a tenth of the box to nothing; the first
+        point whose float64 output satisfies the clause, or None."""
+        lo, hi = self.root[0]
+        C = self.A[0].flatten(1)
+        x = x0.detach().clone()
+        for k in range(steps):
+            x.requires_grad_(True)
+            viol = (self.graph.forward_torch(x) @ C.T - self.d).amax(dim=1)
+            if bool((viol <= 0).any()):
+                break
+            (g,) = torch.autograd.grad(viol.sum(), x)
+            with torch.no_grad():
+                x = torch.maximum(torch.minimum(x - 0.1 * (1 - k / steps) * (hi - lo) * g.sign(), hi), lo)
+        return self.violating(x.detach())
+
     def scores(self, boxes: list[Box], taps: dict[int, torch.Tensor]) -> torch.Tensor:
         """(D, total) BaBSR score of every ReLU input neuron, -inf where it is stable."""
         out = []
@@ -342,6 +363,9 @@ def relu_bab(graph: Graph, gb: GraphBounds, clause: Clause, deadline: Deadline, 
         kids.alphas, kids.betas, kids.value = alphas, betas, value
         pts = pr.attack_points(boxes, taps)
         hit = pr.violating(pts) if pts is not None else None
+        if hit is None and pts is not None:
+            # a few descent steps from the attack points of the most violated children
+            hit = pr.descend(pts[torch.argsort(value)[:ATTACK_DOMAINS]])
         if hit is not None:
             return BabResult(False, bounded, max_depth, len(pool) + len(kids), time.perf_counter() - start,
                              "a domain's attack point reaches the clause", counterexample=hit)
