@@ -4,6 +4,12 @@ sound folding of coefficients HiGHS would drop. A leaf: it imports no stage of t
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import highspy
 import numpy as np
 import scipy.sparse as sp
@@ -20,6 +26,38 @@ class MilpError(RuntimeError):
 def _ok(status: highspy.HighsStatus, what: str) -> None:
     if status != highspy.HighsStatus.kOk:
         raise MilpError(f"HiGHS rejected {what}: {status}")
+
+
+@contextmanager
+def deferred_signals() -> Iterator[list[int]]:
+    """Ctrl-C and SIGTERM held back while HiGHS runs, delivered after it.
+
+    A Python signal handler that raises (KeyboardInterrupt, the CLI's ``Terminated``) runs in
+    whatever Python code the main thread executes next: during a solve, highspy's callback
+    dispatch, from where the exception enters HiGHS's C++ and comes back as ``run() == kError``
+    (the interrupt lost: one input recorded as an error, the run going on). Here the handlers
+    only record the signal (the yielded list: a MIP callback reads it to stop the solve); on
+    exit the previous handlers come back and the first recorded signal is delivered to them.
+    Outside the main thread (no handlers can be set there): a no-op."""
+    caught: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield caught
+        return
+    wanted = (signal.SIGINT, signal.SIGTERM)
+    previous = {s: signal.getsignal(s) for s in wanted}
+    for s in wanted:
+        signal.signal(s, lambda signum, frame: caught.append(signum))
+    try:
+        yield caught
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+        if caught:
+            handler = previous[caught[0]]
+            if callable(handler):
+                handler(caught[0], None)  # raises KeyboardInterrupt / Terminated here, after the solve
+            elif handler == signal.SIG_DFL:
+                os.kill(os.getpid(), caught[0])  # the default action (SIGTERM: exit) as if never deferred
 
 
 def quiet_highs() -> highspy.Highs:

@@ -29,6 +29,7 @@ import scipy.sparse as sp
 
 from robustbench_mr.verifiers.bounds.chain import SLACK, Bounds, crown_bounds, layer_crown
 from robustbench_mr.verifiers.form.chain import Network
+from robustbench_mr.verifiers.highs import deferred_signals
 
 PER_LP_SECONDS = 0.5
 DEFAULT_LP_BUDGET = 10.0  # seconds for the whole pass when the caller gives none
@@ -140,7 +141,9 @@ class _LayerLp:
         # HiGHS measures time_limit against the total run time of this Highs object (its timer
         # accumulates over every LP solved on it), so the per-LP limit is relative to that
         h.setOptionValue("time_limit", h.getRunTime() + max(seconds, 0.01))
-        if h.run() != highspy.HighsStatus.kOk or h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+        with deferred_signals():  # Ctrl-C / SIGTERM raised after the solve, not lost inside HiGHS
+            status = h.run()
+        if status != highspy.HighsStatus.kOk or h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
             return None
         sol = h.getSolution()
         if not sol.dual_valid:

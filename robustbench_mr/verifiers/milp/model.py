@@ -39,7 +39,7 @@ import scipy.sparse as sp
 from robustbench_mr.verifiers.bounds.chain import Bounds
 from robustbench_mr.verifiers.form.chain import Network
 from robustbench_mr.verifiers.spec.property import Clause
-from robustbench_mr.verifiers.highs import MilpError, _ok, drop_tiny_coefficients, quiet_highs
+from robustbench_mr.verifiers.highs import MilpError, _ok, deferred_signals, drop_tiny_coefficients, quiet_highs
 from robustbench_mr.verifiers.milp.relu_encoding import ColumnAllocator, SparseRows, encode_relu_layer
 
 # Both in scaled units of t (relative to t's range, see the module doc).
@@ -258,16 +258,17 @@ def solve_clause_milp(m: ClauseMilp, time_budget: float, warm_start: np.ndarray 
 
     def interrupt(e: highspy.highs.HighsCallbackEvent) -> None:
         out = e.data_out
-        if time.perf_counter() > deadline:
+        if caught or time.perf_counter() > deadline:  # caught: a deferred Ctrl-C / SIGTERM
             e.interrupt()
         elif early_stop and (out.mip_primal_bound > SAT_STOP or out.mip_dual_bound < -UNSAT_MARGIN):
             e.interrupt()
 
     h.cbMipInterrupt.subscribe(interrupt)
-    try:
-        run_status = h.run()
-    finally:
-        h.cbMipInterrupt.unsubscribe(interrupt)
+    with deferred_signals() as caught:  # an interrupt stops the solve and is raised after it
+        try:
+            run_status = h.run()
+        finally:
+            h.cbMipInterrupt.unsubscribe(interrupt)
     seconds = time.perf_counter() - start
     ts = m.t_scale
     if run_status == highspy.HighsStatus.kError:
