@@ -47,7 +47,7 @@ class VerifyResult:
     message: str = ""
     counterexample: np.ndarray | None = field(default=None, repr=False)
     stages: dict[str, float] = field(default_factory=dict)  # seconds per stage (``decide/stages.py``)
-    search: str = ""  # the complete search that ran: bounds, input-split, relu-bab or milp
+    search: str = ""  # the complete search that ran: bounds, input-split, relu-bab, relu-bab+milp or milp
 
 
 @dataclass(frozen=True, eq=False)
@@ -63,6 +63,6 @@ class PropertyResult:
     milp_solves: int = 0
     dual_bound: float | None = None  # best proven upper bound on the clause slack t (gap info)
     stages: dict[str, float] = field(default_factory=dict)  # seconds per stage: attack, bounds, input_split, bab, milp
-    search: str = ""  # what decided it or ran last: attack, bounds, input-split, relu-bab or milp (``decide/stages.py``)
+    search: str = ""  # what decided it or ran last: attack, bounds, input-split, relu-bab, relu-bab+milp (bab on its share of the time, then the MILP) or milp (``decide/stages.py``)
     domains: int = 0  # sub-problems bounded by the search (input boxes or ReLU-split domains)
     max_depth: int = 0  # deepest ReLU-split domain

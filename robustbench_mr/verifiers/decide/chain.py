@@ -5,7 +5,8 @@ Pipeline: warm start / random samples (cheap falsification) -> sound bounds (a c
 spec lower bound is positive is unreachable, no MILP) -> the complete search the problem's shape
 calls for: input-domain branch and bound for low-dimensional inputs (``decide/input_split.py``),
 ReLU-split branch and bound with beta-CROWN bounds above ``bab.MILP_MAX_UNSTABLE`` unstable
-ReLUs (``decide/bab.py``; what it leaves open goes on), and one big-M MILP per remaining clause,
+ReLUs (``decide/bab.py``; what it leaves open goes on: up to ``bab.PORTFOLIO_MAX_UNSTABLE`` it
+gets a share of the time, ``bab_time_share``, and the MILP the rest), and one big-M MILP per remaining clause,
 most promising clause first, stopping as soon as one clause is reachable. The result's
 ``search`` says which ran.
 
@@ -224,13 +225,17 @@ def _check_property(network: Network, prop: Property, timeout: "float | Deadline
         return PropertyResult(PropertyStatus.UNSAT, None, None, elapsed(), f"proven by {bounds} bounds", unstable, 0, bounds)
 
     open_clauses.sort(key=lambda tc: -tc[0])  # most likely reachable first
-    from robustbench_mr.verifiers.decide.bab import prefer_relu_bab
+    bab_note = ""
+    from robustbench_mr.verifiers.decide.bab import bab_time_share, prefer_relu_bab
 
     if prefer_relu_bab(unstable, bounds):
         # many unstable ReLUs: one MILP rarely finishes; ReLU-split branch and bound with
         # beta-CROWN bounds (decide/bab.py) proves clause by clause; what it leaves open (out of
         # its memory cap, or a fully fixed domain its LP does not close) goes to the MILP
-        bab_open, bab_msg, hit = _relu_bab_clauses(network, prop, b, open_clauses, deadline, clock)
+        # below PORTFOLIO_MAX_UNSTABLE, bab on its own share of the time, then the MILP
+        share = bab_time_share(unstable)
+        bab_deadline = deadline if share >= 1.0 else Deadline(share * max(deadline.left(), 0.0))
+        bab_open, bab_msg, hit = _relu_bab_clauses(network, prop, b, open_clauses, bab_deadline, clock)
         if hit is not None:
             return PropertyResult(PropertyStatus.SAT, hit[0], hit[1], elapsed(), f"relu-split bab counterexample ({bab_msg})", unstable, 0, bounds + "+bab")
         if not bab_open:
@@ -238,14 +243,15 @@ def _check_property(network: Network, prop: Property, timeout: "float | Deadline
         if deadline.expired():
             return PropertyResult(PropertyStatus.TIMEOUT, None, None, elapsed(), f"relu-split bab: {bab_msg}", unstable, 0, bounds + "+bab")
         open_clauses = bab_open
-    clock.enter("milp", "milp")
+        bab_note = f"; after relu-split bab: {bab_msg}"
+    clock.enter("milp", "relu-bab+milp" if bab_note else "milp")
     warm = warm_start if warm_start is not None else (prop.lower + prop.upper) / 2.0
     warm = np.clip(np.asarray(warm, dtype=np.float64).reshape(-1), prop.lower, prop.upper)
     binaries, solves, unknown, worst_dual = 0, 0, "", -np.inf
     for t_upper, clause in open_clauses:
         remaining = deadline.left()
         if remaining <= 0:
-            return PropertyResult(PropertyStatus.TIMEOUT, None, None, elapsed(), f"{len(open_clauses) - solves} clause(s) left undecided", unstable, binaries, bounds, solves)
+            return PropertyResult(PropertyStatus.TIMEOUT, None, None, elapsed(), f"{len(open_clauses) - solves} clause(s) left undecided{bab_note}", unstable, binaries, bounds, solves)
         try:
             r, nb = solve_clause(network, b, prop.lower, prop.upper, clause, t_upper, deadline.left(), warm_start=warm, early_stop=early_stop, solver=solver)
             binaries = max(binaries, nb)
@@ -255,7 +261,7 @@ def _check_property(network: Network, prop: Property, timeout: "float | Deadline
         if r.outcome is MilpOutcome.REACHABLE:
             hit = _confirmed(network, prop, r.point)
             if hit is not None:
-                return PropertyResult(PropertyStatus.SAT, hit[0], hit[1], elapsed(), f"MILP counterexample (t={r.best_t:.3g})", unstable, binaries, bounds, solves, r.dual_bound)
+                return PropertyResult(PropertyStatus.SAT, hit[0], hit[1], elapsed(), f"MILP counterexample (t={r.best_t:.3g}){bab_note}", unstable, binaries, bounds, solves, r.dual_bound)
             unknown = f"MILP incumbent t={r.best_t:.3g} not confirmed by the float64 forward pass"
             continue
         if r.outcome is MilpOutcome.UNREACHABLE:
@@ -265,8 +271,8 @@ def _check_property(network: Network, prop: Property, timeout: "float | Deadline
             unknown = r.message  # no proof for this clause; another clause may still be reachable
             continue
         if r.outcome is MilpOutcome.TIMEOUT:
-            return PropertyResult(PropertyStatus.TIMEOUT, None, None, elapsed(), f"MILP stopped after {r.seconds:.1f}s (best t {r.best_t:.3g}, bound {r.dual_bound:.3g})", unstable, binaries, bounds, solves, r.dual_bound)
+            return PropertyResult(PropertyStatus.TIMEOUT, None, None, elapsed(), f"MILP stopped after {r.seconds:.1f}s (best t {r.best_t:.3g}, bound {r.dual_bound:.3g}){bab_note}", unstable, binaries, bounds, solves, r.dual_bound)
         return PropertyResult(PropertyStatus.ERROR, None, None, elapsed(), r.message, unstable, binaries, bounds, solves)
     if unknown:
         return PropertyResult(PropertyStatus.UNKNOWN, None, None, elapsed(), unknown, unstable, binaries, bounds, solves)
-    return PropertyResult(PropertyStatus.UNSAT, None, None, elapsed(), f"every clause proven unreachable ({solves} MILP solve(s))", unstable, binaries, bounds, solves, worst_dual)
+    return PropertyResult(PropertyStatus.UNSAT, None, None, elapsed(), f"every clause proven unreachable ({solves} MILP solve(s)){bab_note}", unstable, binaries, bounds, solves, worst_dual)

@@ -38,7 +38,7 @@ class InstanceResult:
     num_properties: int = 0
     property_statuses: tuple[str, ...] = ()
     stages: dict[str, float] = field(default_factory=dict)  # seconds per stage, all properties (``stages.py``)
-    search: str = ""  # the last search that ran (attack, bounds, input-split, relu-bab, milp)
+    search: str = ""  # the last search that ran (attack, bounds, input-split, relu-bab, relu-bab+milp, milp)
     domains: int = 0
     max_depth: int = 0
 

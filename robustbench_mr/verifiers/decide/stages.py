@@ -17,7 +17,7 @@ import time
 from robustbench_mr.verifiers.status import PropertyResult
 
 STAGES = ("load", "attack", "bounds", "input_split", "bab", "milp")
-SEARCHES = ("attack", "bounds", "input-split", "relu-bab", "milp")
+SEARCHES = ("attack", "bounds", "input-split", "relu-bab", "relu-bab+milp", "milp")  # relu-bab+milp: bab on its share, the MILP on the rest
 
 
 class StageClock:

@@ -154,6 +154,32 @@ def test_check_property_chooses_relu_bab_and_agrees_with_the_milp(monkeypatch: p
     assert all(r.search == "milp" for r in milp_side if r.unstable_relus > 0 and r.status is PropertyStatus.UNSAT)
 
 
+def test_bab_time_share_leaves_the_milp_the_rest_up_to_the_portfolio_limit() -> None:
+    assert bab.bab_time_share(bab.MILP_MAX_UNSTABLE + 1) == bab.PORTFOLIO_BAB_SHARE < 1.0
+    assert bab.bab_time_share(bab.PORTFOLIO_MAX_UNSTABLE) == bab.PORTFOLIO_BAB_SHARE
+    assert bab.bab_time_share(bab.PORTFOLIO_MAX_UNSTABLE + 1) == 1.0
+
+
+def test_what_bab_leaves_open_in_its_share_the_milp_decides(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bab given a vanishing share of the time closes nothing; the MILP then decides every
+    property within the same deadline, with the verdicts of bab on the whole time, and the
+    result says both ran."""
+    rng = np.random.default_rng(11)
+    net = random_net(rng, [6, 48, 48, 4], bias_scale=0.1)
+    props = []
+    for _ in range(4):
+        x = rng.uniform(0.3, 0.7, size=6)
+        props.append(robustness_property(x, int(np.argmax(net.forward(x))), 0.2, 4))
+    whole = [check_property(net, p, 30.0, bounds="crown", samples=0, input_split=False) for p in props]
+    monkeypatch.setattr(bab, "PORTFOLIO_BAB_SHARE", 1e-9)
+    shared = [check_property(net, p, 30.0, bounds="crown", samples=0, input_split=False) for p in props]
+    for a, b in zip(whole, shared):
+        assert a.search == "relu-bab" and b.unstable_relus > bab.MILP_MAX_UNSTABLE
+        assert b.search == "relu-bab+milp" and "after relu-split bab" in b.message, b.message
+        assert b.status is a.status and a.status in (PropertyStatus.SAT, PropertyStatus.UNSAT), (a.message, b.message)
+        assert b.stages["bab"] < 1.0 and b.stages["milp"] > 0.0
+
+
 def test_depth_first_order_and_open_cap_keep_the_verdicts() -> None:
     """With the open set capped near the batch (so the search runs depth first), the unreachable
     clauses are still proven and no reachable one is; a cap below what a clause needs stops
