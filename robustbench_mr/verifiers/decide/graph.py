@@ -3,7 +3,9 @@
 Escalation, each stage only while some clause is open and under one ``Deadline``:
 interval bounds -> CROWN (intermediate bounds by back-substitution) -> alpha-CROWN on the
 spec rows -> the MILP of the graph (``milp/graph.py``) when it has at most
-``bab.MILP_MAX_UNSTABLE`` unstable ReLUs, else branch and bound over ReLU splits (``decide/bab.py``). ``sat`` only with a point whose float64 forward pass
+``bab.MILP_MAX_UNSTABLE`` unstable ReLUs, else branch and bound over ReLU splits (``decide/bab.py``;
+up to ``bab.PORTFOLIO_MAX_UNSTABLE`` on its share of the time, ``bab_time_share``, the graph
+MILP taking the clauses it left open). ``sat`` only with a point whose float64 forward pass
 satisfies a clause (the caller's falsifier runs first); ``unsat`` only when every clause has
 a row whose sound lower bound exceeds its right-hand side, or the MILP proves it; otherwise
 ``unknown`` (nothing decides; e.g. a branch-and-bound domain with every ReLU fixed that its
@@ -13,6 +15,7 @@ message (domains bounded, depth).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import TYPE_CHECKING
 
@@ -91,13 +94,16 @@ def _check_graph_property(graph: Graph, prop: Property, deadline: Deadline, boun
 
         clock.enter("milp", "milp")
         return solve_graph_property(graph, prop, gb, deadline, solver=solver, start=start, unstable=unstable)
-    # many: branch and bound over ReLU splits, clause by clause (decide/bab.py); it proves, never refutes
-    from robustbench_mr.verifiers.decide.bab import relu_bab
+    # many: branch and bound over ReLU splits, clause by clause (decide/bab.py); up to
+    # bab.PORTFOLIO_MAX_UNSTABLE on its share of the time, the graph MILP deciding what it left open
+    from robustbench_mr.verifiers.decide.bab import bab_time_share, relu_bab
 
-    domains, depth = 0, 0
+    share = bab_time_share(unstable)
+    bab_deadline = deadline if share >= 1.0 else Deadline(share * max(deadline.left(), 0.0))
+    domains, depth, left_open, bab_msg = 0, 0, [], ""
     clock.enter("bab", "relu-bab")
     for k in open_clauses(prop, low):
-        r = relu_bab(graph, gb, prop.clauses[k], deadline, branching=branching)
+        r = relu_bab(graph, gb, prop.clauses[k], bab_deadline, branching=branching)
         domains, depth = domains + r.domains, max(depth, r.max_depth)
         clock.domains, clock.max_depth = domains, depth
         if r.counterexample is not None:
@@ -106,8 +112,17 @@ def _check_graph_property(graph: Graph, prop: Property, deadline: Deadline, boun
                 return PropertyResult(PropertyStatus.SAT, r.counterexample, y, time.perf_counter() - start,
                                       f"relu-split bab ({branching}) counterexample on clause {k}; {domains} domains, depth {depth}", unstable, 0, f"{bounds}+bab")
         if not r.proven:
-            status = PropertyStatus.TIMEOUT if deadline.expired() else PropertyStatus.UNKNOWN
-            return PropertyResult(status, None, None, time.perf_counter() - start,
-                                  f"relu-split bab ({branching}) on clause {k}: {r.message}; {domains} domains, depth {depth}", unstable, 0, f"{bounds}+bab")
+            bab_msg = f"relu-split bab ({branching}) on clause {k}: {r.message}; {domains} domains, depth {depth}"
+            if share >= 1.0 or deadline.expired():
+                status = PropertyStatus.TIMEOUT if deadline.expired() else PropertyStatus.UNKNOWN
+                return PropertyResult(status, None, None, time.perf_counter() - start, bab_msg, unstable, 0, f"{bounds}+bab")
+            left_open.append(k)
+    if left_open:
+        from robustbench_mr.verifiers.milp.graph import solve_graph_property
+
+        clock.enter("milp", "relu-bab+milp")
+        rest = Property(prop.lower, prop.upper, tuple(prop.clauses[k] for k in left_open), prop.name)
+        r = solve_graph_property(graph, rest, gb, deadline, solver=solver, start=start, unstable=unstable)
+        return dataclasses.replace(r, message=f"{r.message}; after {bab_msg} ({len(left_open)} clause(s) left open)")
     return PropertyResult(PropertyStatus.UNSAT, None, None, time.perf_counter() - start,
                           f"every open clause closed by relu-split bab ({branching}; {domains} domains, depth {depth})", unstable, 0, f"{bounds}+bab")
