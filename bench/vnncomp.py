@@ -4,6 +4,7 @@ exact verifier and print, per benchmark, our answers next to the published ones.
     .venv/bin/python bench/vnncomp.py                         # everything, instance timeouts
     .venv/bin/python bench/vnncomp.py --benchmark test --benchmark acasxu --timeout-cap 30 --jobs 2
     .venv/bin/python bench/vnncomp.py --digits --timeout-cap 30   # also the digits_reference set
+    .venv/bin/python bench/vnncomp.py --benchmark oval21 --peers-only --timeout-cap 30   # the peers' 11
 
 Columns: instances; our sat/unsat/timeout/unknown/error; wrong answers (the opposite of the
 expected answer: must be 0); our total and median seconds (median over our sat/unsat answers);
@@ -82,6 +83,7 @@ def main() -> int:
     ap.add_argument("--limit", type=int, help="at most this many instances per benchmark")
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--db", help="results database (default: a temporary file)")
+    ap.add_argument("--peers-only", action="store_true", help="only the instances peers_cpu_30s.csv lists (the peers' own subset)")
     ap.add_argument("--digits", action="store_true", help="also run digits_reference (timeout = --timeout-cap or 60)")
     args = ap.parse_args()
 
@@ -89,7 +91,8 @@ def main() -> int:
     db = Path(args.db) if args.db else Path(tempfile.mkdtemp()) / "vnncomp.sqlite"
     start = time.perf_counter()
     opts = VnncompOptions(bench_dir=shared / "data" / "vnncomp", db=db, jobs=args.jobs, timeout_cap=args.timeout_cap,
-                          benchmarks=tuple(args.benchmark), limit=args.limit)
+                          benchmarks=tuple(args.benchmark), limit=args.limit,
+                          only=shared / "data" / "vnncomp" / "peers_cpu_30s.csv" if args.peers_only else None)
     outcomes = run_vnncomp(opts)
     summaries: list[BenchmarkSummary] = summarize(outcomes)
     if args.digits:

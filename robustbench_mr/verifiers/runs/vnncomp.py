@@ -38,6 +38,8 @@ class VnncompOptions:
     timeout_cap: float | None = option(None, type=positive_float, help="cap each instance's timeout at this many seconds")
     benchmarks: tuple[str, ...] = option((), flag="--benchmark", metavar="NAME", default_text="all", help="run only this benchmark (folder name; repeatable)")
     limit: int | None = option(None, type=nonneg_int, help="at most this many instances per benchmark (in file order)")
+    only: Path | None = option(None, metavar="CSV", help="run only the instances this CSV lists (columns benchmark, onnx, vnnlib: e.g. "
+                                                         "peers_cpu_30s.csv, to compare on the peers' own subset)")
     out_dir: Path | None = option(None, help="write a VNN-COMP result file (status + counterexample) per instance here")
     rerun: bool = option(False, help="solve again even instances the database has decided")
     progress: bool = option(True, cli=False, help="a bar on a terminal, status lines (logging) elsewhere")
@@ -124,6 +126,19 @@ def _read_expected(bench_dir: Path) -> dict[tuple[str, str, str], dict[str, str]
             if rows and {"benchmark", "onnx", "vnnlib", "expected"} <= set(rows[0]):
                 return {(r["benchmark"], r["onnx"], r["vnnlib"]): r for r in rows}
     return {}
+
+
+def listed_instances(path: str | Path) -> set[tuple[str, str, str]]:
+    """(benchmark, onnx, vnnlib) of every row of a CSV with those columns (``--only``)."""
+    try:
+        with open(path, newline="") as fh:
+            reader = csv.DictReader(fh)
+            missing = {"benchmark", "onnx", "vnnlib"} - set(reader.fieldnames or ())
+            if missing:
+                raise UserError(f"--only {path}: no column {', '.join(sorted(missing))}; the file needs benchmark, onnx and vnnlib columns")
+            return {(r["benchmark"], r["onnx"], r["vnnlib"]) for r in reader}
+    except OSError as exc:
+        raise UserError(f"--only {path}: cannot read it ({exc.strerror or exc})") from None
 
 
 def find_instances(bench_dir: str | Path, benchmarks: tuple[str, ...] = ()) -> list[Instance]:
@@ -224,6 +239,9 @@ def run_vnncomp(options: VnncompOptions) -> list[Outcome]:
     from robustbench_mr.results_db import ResultRow, ResultsDB
 
     instances = find_instances(options.bench_dir, options.benchmarks)
+    if options.only is not None:
+        wanted = listed_instances(options.only)
+        instances = [inst for inst in instances if (inst.benchmark, inst.onnx, inst.vnnlib) in wanted]
     if options.limit is not None:
         kept: list[Instance] = []
         per: dict[str, int] = {}

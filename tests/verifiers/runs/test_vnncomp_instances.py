@@ -227,6 +227,29 @@ def test_vnncomp_command_fills_the_database_and_resumes(shared_dir, tmp_path, ca
     assert decided and all(o.from_db for o in decided)
 
 
+def test_only_runs_the_instances_a_csv_lists_and_a_bad_csv_is_one_line(shared_dir, tmp_path):
+    from robustbench_mr.errors import UserError
+    from robustbench_mr.verifiers.runs.vnncomp import VnncompOptions, find_instances, run_vnncomp
+
+    src = shared_dir / "data" / "vnncomp"
+    if not (src / "test" / "instances.csv").is_file():
+        pytest.skip("shared vnncomp/test not present")
+    every = find_instances(src, ("test",))
+    pick = every[1:3]
+    listed = tmp_path / "subset.csv"
+    with open(listed, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["benchmark", "onnx", "vnnlib", "note"])
+        w.writerows([(i.benchmark, i.onnx, i.vnnlib, "x") for i in pick] + [("acasxu", pick[0].onnx, pick[0].vnnlib, "other benchmark")])
+    got = run_vnncomp(VnncompOptions(bench_dir=src, benchmarks=("test",), db=tmp_path / "r.sqlite", jobs=1, timeout_cap=TIMEOUT,
+                                     only=listed, progress=False))
+    assert sorted((o.instance.onnx, o.instance.vnnlib) for o in got) == sorted((i.onnx, i.vnnlib) for i in pick)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("onnx,vnnlib\na,b\n")
+    with pytest.raises(UserError, match="no column benchmark"):
+        run_vnncomp(VnncompOptions(bench_dir=src, db=tmp_path / "r.sqlite", only=bad, progress=False))
+
+
 def test_vnnlib_command_stdout_is_only_the_answer_when_the_milp_runs(shared_dir, capfd):
     _solver()
     folder = shared_dir / "data" / "vnncomp" / "acasxu"
