@@ -7,6 +7,7 @@ truth: must be 0), unknown, timeout, error. Exit status 1 if any answer is wrong
 
     .venv/bin/python bench/soundness.py                    # 40 seeds per family
     .venv/bin/python bench/soundness.py --seeds 200 --jobs 2 --timeout 20
+    .venv/bin/python bench/soundness.py --route bab+milp     # bab forced, the MILP after it
 """
 
 from __future__ import annotations
@@ -40,10 +41,22 @@ def _settings(solvers: list[str]) -> list[tuple[str, str]]:
     return [(b, s) for b in BOUND_METHODS for s in solvers]
 
 
-def run_case(case: Case, generator: str, variant, settings: list[tuple[str, str]], timeout: float, folder: str) -> list[tuple[str, str, str, str]]:
-    """(generator, setting, status, expected) for each setting on one variant (a Network or an
-    ONNX extra name)."""
+ROUTES = {  # --route: (bab.MILP_MAX_UNSTABLE, bab.PORTFOLIO_BAB_SHARE); None: as shipped
+    "shape": None,  # the search the problem's shape calls for (these small nets: mostly the MILP)
+    "bab": (0, 1.0),  # ReLU-split bab on every net with an unstable ReLU, on the whole time
+    "bab+milp": (0, 0.002),  # bab on a sliver of the time (20 ms of 10 s), the MILP deciding what it left open
+}
+
+
+def run_case(case: Case, generator: str, variant, settings: list[tuple[str, str]], timeout: float, folder: str,
+             route: str = "shape") -> list[tuple[str, str, str, str, str]]:
+    """(generator, setting, status, expected, search that ran last) for each setting on one variant (a Network or an
+    ONNX extra name), the complete search forced as ``route`` says (``ROUTES``)."""
+    from robustbench_mr.verifiers.decide import bab
     from robustbench_mr.verifiers.decide.chain import check_property
+
+    if ROUTES[route] is not None:  # in this worker process only
+        bab.MILP_MAX_UNSTABLE, bab.PORTFOLIO_BAB_SHARE = ROUTES[route]
 
     out = []
     if isinstance(variant, str):  # an ONNX file with extra nodes, decided through VNN-LIB
@@ -53,21 +66,24 @@ def run_case(case: Case, generator: str, variant, settings: list[tuple[str, str]
         onnx_path = write_onnx(case.net, d / f"{case.name}-{variant}.onnx", extras=(variant,))
         vnnlib = write_vnnlib(case.prop, case.net.num_outputs, d / f"{case.name}-{variant}.vnnlib")  # one file per job: jobs run in parallel
         for bounds, solver in settings:
+            search = "-"
             try:
-                status = check_instance(onnx_path, vnnlib, timeout=timeout, falsify_samples=0, bounds=bounds, solver=solver).status.value
+                ri = check_instance(onnx_path, vnnlib, timeout=timeout, falsify_samples=0, bounds=bounds, solver=solver)
+                status, search = ri.status.value, ri.search or "-"
             except Exception as exc:  # noqa: BLE001 - counted, never hidden
                 status = f"error:{type(exc).__name__}"
-            out.append((generator, f"{bounds}/{solver}", status, case.expected))
+            out.append((generator, f"{bounds}/{solver}", status, case.expected, search))
         return out
     for bounds, solver in settings:
+        search = "-"
         try:
             r = check_property(variant, case.prop, timeout=timeout, samples=0, bounds=bounds, solver=solver)
-            status = r.status.value
+            status, search = r.status.value, r.search or "-"
             if status == "sat" and not case.prop.is_violated_by(variant.forward(r.counterexample)):
                 status = "wrong-counterexample"
         except Exception as exc:  # noqa: BLE001 - counted, never hidden
             status = f"error:{type(exc).__name__}"
-        out.append((generator, f"{bounds}/{solver}", status, case.expected))
+        out.append((generator, f"{bounds}/{solver}", status, case.expected, search))
     return out
 
 
@@ -98,6 +114,7 @@ def main() -> int:
     ap.add_argument("--timeout", type=float, default=10.0, help="seconds per verifier run")
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--no-cbc", action="store_true", help="HiGHS only")
+    ap.add_argument("--route", choices=tuple(ROUTES), default="shape", help="force the complete search (default: as the problem's shape chooses)")
     args = ap.parse_args()
     from joblib import Parallel, delayed
 
@@ -110,10 +127,12 @@ def main() -> int:
     work = [w for ws in work for w in ws]
     for s in (1.0, *SCALES):  # the issue's minimal |x0| case at every scale
         work.append((abs_case(s), "abs(x0) via 1/s relu(s x0)", abs_case(s).net, _settings(solvers)))
-    rows = Parallel(n_jobs=args.jobs)(delayed(run_case)(c, g, v, st, args.timeout, folder) for c, g, v, st in work)
+    rows = Parallel(n_jobs=args.jobs)(delayed(run_case)(c, g, v, st, args.timeout, folder, args.route) for c, g, v, st in work)
     table: dict[str, Counter] = defaultdict(Counter)
     wrong = []
-    for gen, setting, status, expected in (r for rs in rows for r in rs):
+    searches: Counter = Counter()
+    for gen, setting, status, expected, search in (r for rs in rows for r in rs):
+        searches[search] += 1
         t = table[gen]
         t["runs"] += 1
         if status == expected:
@@ -125,7 +144,7 @@ def main() -> int:
             t["error"] += 1
         else:
             t[status] += 1
-    print(f"# soundness fuzz: {args.seeds} seeds per family, timeout {args.timeout:g} s, solvers {'+'.join(solvers)}, "
+    print(f"# soundness fuzz: {args.seeds} seeds per family, route {args.route}, timeout {args.timeout:g} s, solvers {'+'.join(solvers)}, "
           f"bounds {'/'.join(BOUND_METHODS)}, wall {time.perf_counter() - start:.0f} s")
     print("| generator | runs | correct | wrong | unknown | timeout | error |")
     print("|---|---|---|---|---|---|---|")
@@ -134,6 +153,7 @@ def main() -> int:
         print(f"| {gen} | {t['runs']} | {t['correct']} | {t['wrong']} | {t['unknown']} | {t['timeout']} | {t['error']} |")
     total = sum((table[g] for g in table), Counter())
     print(f"| **all** | {total['runs']} | {total['correct']} | {total['wrong']} | {total['unknown']} | {total['timeout']} | {total['error']} |")
+    print("searches (the one that ran last):", ", ".join(f"{k} {v}" for k, v in sorted(searches.items())))
     for w in wrong:
         print("WRONG:", *w)
     return 1 if wrong else 0
