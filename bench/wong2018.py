@@ -114,6 +114,7 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=120.0)
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--results", type=Path, default=ROOT / "results" / "wong2018")
+    ap.add_argument("--note", action="append", default=[], help="a provenance line to add (e.g. which commit computed the rows a resumed run reuses)")
     args = ap.parse_args()
     data = args.shared / "data"
     work = args.work.resolve()
@@ -165,6 +166,7 @@ def write(args: argparse.Namespace, out: list, wall: float, cpu: float) -> None:
               f"- commit {commit}, robustbench_mr {robustbench_mr.__version__}, torch {torch.__version__}, highspy {version('highspy')}, Python {platform.python_version()}",
               f"- machine: {platform.machine()}, {os.cpu_count()} cores; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; this invocation's wall {wall:.0f} s "
               f"(a resumed run counts only what it computed), CPU {cpu:.0f} s in the parent",
+              *[f"- {line}" for line in args.note],
               *[f"- {case.name}: timeouts {s['timeouts']} s, seeds {s['seeds']}, solver {', '.join(s['solver'])}, package {', '.join(s['version'])}" for _, case, s in out]]
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.with_suffix(".md").write_text("\n".join(lines) + "\n")
