@@ -91,6 +91,12 @@ def bab_time_share(unstable: int) -> float:
     return PORTFOLIO_BAB_SHARE if unstable <= PORTFOLIO_MAX_UNSTABLE else 1.0
 
 
+def bab_deadline(deadline: Deadline, unstable: int) -> Deadline:
+    """The deadline bab runs under: ``deadline`` itself, or its ``bab_time_share`` of the time left."""
+    share = bab_time_share(unstable)
+    return deadline if share >= 1.0 else Deadline(share * max(deadline.left(), 0.0))
+
+
 def _relu_nodes(graph: Graph) -> list[tuple[int, int]]:
     """(relu node, its input node) pairs; ReLUs applied to the input itself are not split."""
     return [(i, n.inputs[0]) for i, n in enumerate(graph.nodes) if isinstance(n.op, ReLU) and n.inputs[0] != 0]

@@ -226,16 +226,14 @@ def _check_property(network: Network, prop: Property, timeout: "float | Deadline
 
     open_clauses.sort(key=lambda tc: -tc[0])  # most likely reachable first
     bab_note = ""
-    from robustbench_mr.verifiers.decide.bab import bab_time_share, prefer_relu_bab
+    from robustbench_mr.verifiers.decide.bab import bab_deadline, prefer_relu_bab
 
     if prefer_relu_bab(unstable, bounds):
         # many unstable ReLUs: one MILP rarely finishes; ReLU-split branch and bound with
         # beta-CROWN bounds (decide/bab.py) proves clause by clause; what it leaves open (out of
         # its memory cap, or a fully fixed domain its LP does not close) goes to the MILP
         # below PORTFOLIO_MAX_UNSTABLE, bab on its own share of the time, then the MILP
-        share = bab_time_share(unstable)
-        bab_deadline = deadline if share >= 1.0 else Deadline(share * max(deadline.left(), 0.0))
-        bab_open, bab_msg, hit = _relu_bab_clauses(network, prop, b, open_clauses, bab_deadline, clock)
+        bab_open, bab_msg, hit = _relu_bab_clauses(network, prop, b, open_clauses, bab_deadline(deadline, unstable), clock)
         if hit is not None:
             return PropertyResult(PropertyStatus.SAT, hit[0], hit[1], elapsed(), f"relu-split bab counterexample ({bab_msg})", unstable, 0, bounds + "+bab")
         if not bab_open:

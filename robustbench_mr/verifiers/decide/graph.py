@@ -96,14 +96,13 @@ def _check_graph_property(graph: Graph, prop: Property, deadline: Deadline, boun
         return solve_graph_property(graph, prop, gb, deadline, solver=solver, start=start, unstable=unstable)
     # many: branch and bound over ReLU splits, clause by clause (decide/bab.py); up to
     # bab.PORTFOLIO_MAX_UNSTABLE on its share of the time, the graph MILP deciding what it left open
-    from robustbench_mr.verifiers.decide.bab import bab_time_share, relu_bab
+    from robustbench_mr.verifiers.decide.bab import bab_deadline, bab_time_share, relu_bab
 
-    share = bab_time_share(unstable)
-    bab_deadline = deadline if share >= 1.0 else Deadline(share * max(deadline.left(), 0.0))
+    share, own = bab_time_share(unstable), bab_deadline(deadline, unstable)
     domains, depth, left_open, bab_msg = 0, 0, [], ""
     clock.enter("bab", "relu-bab")
     for k in open_clauses(prop, low):
-        r = relu_bab(graph, gb, prop.clauses[k], bab_deadline, branching=branching)
+        r = relu_bab(graph, gb, prop.clauses[k], own, branching=branching)
         domains, depth = domains + r.domains, max(depth, r.max_depth)
         clock.domains, clock.max_depth = domains, depth
         if r.counterexample is not None:
