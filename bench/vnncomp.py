@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from robustbench_mr.verifiers.runs.vnncomp import (  # noqa: E402
-    BenchmarkSummary, Instance, Outcome, VnncompOptions, solve_instance, format_stages, format_summary, run_vnncomp, summarize,
+    BenchmarkSummary, Instance, Outcome, VnncompOptions, format_stages, format_summary, instance_rows, run_vnncomp, solve_instance, summarize,
 )
 
 
@@ -57,8 +57,7 @@ def peers_table(outcomes: list[Outcome], peers_csv: Path, cap: float | None) -> 
     run has: ours at the run's cap, ours within 30 s, and each peer's at 30 s."""
     if not peers_csv.exists():
         return f"(no {peers_csv.name}: peers table skipped)"
-    with open(peers_csv, newline="") as fh:
-        peers = {(r["benchmark"], r["onnx"], r["vnnlib"]): r for r in csv.DictReader(fh)}
+    peers = instance_rows(peers_csv, "peers table")
     head = ["benchmark", "subset", f"ours@{cap or 'inst'}s", "ours<=30s"] + [f"{p}@30s" for p in PEERS]
     rows, by = [head], {}
     for o in outcomes:

@@ -128,17 +128,18 @@ def _read_expected(bench_dir: Path) -> dict[tuple[str, str, str], dict[str, str]
     return {}
 
 
-def listed_instances(path: str | Path) -> set[tuple[str, str, str]]:
-    """(benchmark, onnx, vnnlib) of every row of a CSV with those columns (``--only``)."""
+def instance_rows(path: str | Path, what: str = "--only") -> dict[tuple[str, str, str], dict[str, str]]:
+    """The rows of a CSV with benchmark, onnx and vnnlib columns, keyed by those three (``--only``,
+    the peers' table); a missing column or an unreadable file is one line naming ``what``."""
     try:
         with open(path, newline="") as fh:
             reader = csv.DictReader(fh)
             missing = {"benchmark", "onnx", "vnnlib"} - set(reader.fieldnames or ())
             if missing:
-                raise UserError(f"--only {path}: no column {', '.join(sorted(missing))}; the file needs benchmark, onnx and vnnlib columns")
-            return {(r["benchmark"], r["onnx"], r["vnnlib"]) for r in reader}
+                raise UserError(f"{what} {path}: no column {', '.join(sorted(missing))}; the file needs benchmark, onnx and vnnlib columns")
+            return {(r["benchmark"], r["onnx"], r["vnnlib"]): r for r in reader}
     except OSError as exc:
-        raise UserError(f"--only {path}: cannot read it ({exc.strerror or exc})") from None
+        raise UserError(f"{what} {path}: cannot read it ({exc.strerror or exc})") from None
 
 
 def find_instances(bench_dir: str | Path, benchmarks: tuple[str, ...] = ()) -> list[Instance]:
@@ -240,7 +241,7 @@ def run_vnncomp(options: VnncompOptions) -> list[Outcome]:
 
     instances = find_instances(options.bench_dir, options.benchmarks)
     if options.only is not None:
-        wanted = listed_instances(options.only)
+        wanted = instance_rows(options.only)
         instances = [inst for inst in instances if (inst.benchmark, inst.onnx, inst.vnnlib) in wanted]
     if options.limit is not None:
         kept: list[Instance] = []
