@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/train_overhead.py                       # CPU: small + large, ~2 min
     .venv/bin/python bench/train_overhead.py --models small --steps 9   # CPU: small only, ~1 min
-    .venv/bin/python bench/train_overhead.py --malloc-keep         # CPU: no page-fault churn (see below)
+    .venv/bin/python bench/train_overhead.py --malloc default      # CPU: glibc's own allocator policy (see below)
     .venv/bin/python bench/train_overhead.py --device cuda --batch-size-large 128 --steps 20
 
 The paper's claim: ``mr`` costs about three forward passes (one 3B batch: expect at most
@@ -20,10 +20,11 @@ outside the timing): the floor for any method that runs [x; x+; x-] as one 3B ba
 hardware. The last column, ``mr/3B``, is mr's step time over that floor, i.e. what the
 corners and the two regularizers cost on top of the three passes.
 
-``--malloc-keep`` (glibc only) tells malloc to keep freed memory instead of returning it to
-the OS, so that large activation buffers are not page-faulted in afresh every step, which
-on CPU costs all 3B-sized steps (plain-3B, mr, pgd) several ms; GPU runs never pay it (the
-CUDA caching allocator reuses memory).
+``--malloc keep`` (the default, glibc only; what mr-train does on CPU, ``--keep-freed-memory``,
+robustbench_mr/utils/allocator.py) tells malloc to keep freed memory instead of returning it
+to the OS, so that large activation buffers are not page-faulted in afresh every step, which
+on CPU costs all 3B-sized steps (plain-3B, mr, pgd) several ms; ``--malloc default`` measures
+glibc's own policy. GPU runs never pay it (the CUDA caching allocator reuses memory).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ import torch  # noqa: E402
 from robustbench_mr.models import build_model  # noqa: E402
 from robustbench_mr.training.regularizers import HammingAccumulator  # noqa: E402
 from robustbench_mr.training.trainer import Method, StepSettings, training_step  # noqa: E402
+from robustbench_mr.utils.allocator import keep_freed_memory  # noqa: E402
 
 # "plain-3B" is a plain step on a batch three times as large: the cost of "three parallel
 # forward passes" on this machine, the yardstick for mr's overhead beyond them.
@@ -84,23 +86,6 @@ def ratio(times: dict[str, list[float]], num: str, den: str) -> float:
     return statistics.median(a / b for a, b in zip(times[num], times[den]))
 
 
-def keep_freed_memory() -> bool:
-    """glibc: no heap trimming and no mmap for blocks up to 32 MiB (the maximum), so freed
-    activation buffers are reused without page faults. False where that is not possible."""
-    import ctypes
-    import ctypes.util
-
-    name = ctypes.util.find_library("c")
-    if not name:
-        return False
-    try:
-        libc = ctypes.CDLL(name)
-        m_trim_threshold, m_mmap_threshold = -1, -3
-        return bool(libc.mallopt(m_trim_threshold, 1 << 30)) and bool(libc.mallopt(m_mmap_threshold, 32 << 20))
-    except (OSError, AttributeError):
-        return False
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default="small,large")
@@ -112,11 +97,13 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     ap.add_argument("--amp", action="store_true")
     ap.add_argument("--channels-last", action="store_true")
-    ap.add_argument("--malloc-keep", action="store_true", help="glibc: keep freed memory (no page-fault churn); see the docstring")
+    ap.add_argument("--malloc", choices=("keep", "default"), default="keep",
+                    help="keep: glibc keeps freed memory, as mr-train does on CPU (no page-fault churn; see the docstring); "
+                    "default: glibc's own policy")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     malloc = "default"
-    if args.malloc_keep:
+    if args.malloc == "keep":
         malloc = "keep" if keep_freed_memory() else "default (mallopt unavailable)"
     device = torch.device("cuda" if (args.device == "auto" and torch.cuda.is_available()) else ("cpu" if args.device == "auto" else args.device))
     large_batch = args.batch_size_large or (128 if device.type == "cuda" else 8)

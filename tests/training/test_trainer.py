@@ -161,3 +161,20 @@ def test_augmentation_is_a_padded_crop_or_its_mirror() -> None:
         ]
         assert matches, f"image {i} is not a crop of the padded input"
     assert out.shape == x.shape
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_cpu_training_keeps_freed_memory_unless_told_not_to(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, keep: bool) -> None:
+    import robustbench_mr.utils.allocator as allocator
+
+    calls: list[int] = []
+    monkeypatch.setattr(allocator, "keep_freed_memory", lambda: calls.append(1) or True)
+    train(TrainConfig(method="plain", epochs=1, device="cpu", keep_freed_memory=keep, out=str(tmp_path / "k.pt"), **TINY))
+    assert len(calls) == (1 if keep else 0)
+
+
+def test_allocator_policy_may_change_on_resume(tmp_path: Path) -> None:
+    # it changes speed and resident memory only: --resume accepts either value
+    config = TrainConfig(method="plain", epochs=2, out=str(tmp_path / "r.pt"), **TINY)
+    _train_epochs(config, 1)
+    assert train(replace(config, resume=True, keep_freed_memory=False)).epochs_run == 1
