@@ -36,6 +36,7 @@ as boxes: the boxes are rebuilt from the root's when a domain is bounded.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -95,6 +96,45 @@ def bab_deadline(deadline: Deadline, unstable: int) -> Deadline:
     """The deadline bab runs under: ``deadline`` itself, or its ``bab_time_share`` of the time left."""
     share = bab_time_share(unstable)
     return deadline if share >= 1.0 else Deadline(share * max(deadline.left(), 0.0))
+
+
+@dataclass(frozen=True)
+class ClausesResult:
+    """What :func:`bab_clauses` did to a property's open clauses."""
+
+    left_open: tuple[int, ...]  # the clauses (their keys) it did not prove unreachable
+    counterexample: tuple[np.ndarray, np.ndarray] | None  # (x, y), confirmed by the caller's ``confirm``
+    domains: int  # domains bounded, all clauses together
+    max_depth: int
+    message: str  # what bab did; for the first clause left open, why
+
+
+def bab_clauses(graph: Graph, gb: GraphBounds, clauses: Sequence[tuple[int, Clause]], deadline: Deadline,
+                confirm: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray] | None], branching: str = "babsr") -> ClausesResult:
+    """ReLU-split bab on each ``(key, clause)`` in turn (the likeliest reachable first, as the caller
+    orders them) until one yields a counterexample that ``confirm`` (the caller's forward pass on
+    its own model, float64) accepts, or the deadline passes: the one driver of the chain and the
+    graph form, each of which then hands ``left_open`` to its own MILP (or reports it).
+
+    A clause bab does not prove is not a verdict: the next clause is still tried while time is
+    left (it may hold the counterexample of a disjunction)."""
+    left: list[int] = []
+    domains, depth, why = 0, 0, ""
+    for key, clause in clauses:
+        if deadline.expired():
+            left.append(key)
+            why = why or f"clause {key}: time up before its turn"
+            continue
+        r = relu_bab(graph, gb, clause, deadline, branching=branching)
+        domains, depth = domains + r.domains, max(depth, r.max_depth)
+        hit = confirm(r.counterexample) if r.counterexample is not None else None
+        if hit is not None:
+            return ClausesResult((key,), hit, domains, depth, f"{branching}, {domains} domains, depth {depth}; clause {key}: {r.message}")
+        if not r.proven:
+            left.append(key)
+            why = why or f"clause {key}: {r.message}" + (" (counterexample candidate not confirmed)" if r.counterexample is not None else "")
+    summary = f"{branching}, {domains} domains, depth {depth}" + (f"; {len(left)} clause(s) open, {why}" if left else "")
+    return ClausesResult(tuple(left), None, domains, depth, summary)
 
 
 def _relu_nodes(graph: Graph) -> list[tuple[int, int]]:

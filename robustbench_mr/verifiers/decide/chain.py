@@ -110,13 +110,13 @@ def _escalated_bounds(network: Network, prop: Property, bounds: str, time_left: 
 
 def _relu_bab_clauses(network: Network, prop: Property, b: Bounds, open_clauses: list, deadline: "Deadline",
                       clock: "StageClock") -> tuple[list, str, tuple[np.ndarray, np.ndarray] | None]:
-    """ReLU-split branch and bound on each open clause over the chain's graph (``form/from_chain``),
-    from the bounds ``b``: the clauses it does not prove, what it did, and a counterexample
-    (one of its domains' attack points, confirmed by the chain's float64 forward pass) or None."""
+    """ReLU-split branch and bound (``bab.bab_clauses``) on each open clause over the chain's graph
+    (``form/from_chain``), from the bounds ``b``: the clauses it does not prove, what it did, and a
+    counterexample confirmed by the chain's float64 forward pass, or None."""
     import torch
 
     from robustbench_mr.verifiers.bounds.engine import GraphBounds
-    from robustbench_mr.verifiers.decide.bab import relu_bab
+    from robustbench_mr.verifiers.decide.bab import bab_clauses
     from robustbench_mr.verifiers.form.from_chain import chain_boxes, chain_graph
 
     clock.enter("bab", "relu-bab")
@@ -124,22 +124,9 @@ def _relu_bab_clauses(network: Network, prop: Property, b: Bounds, open_clauses:
     box = (torch.as_tensor(prop.lower, dtype=torch.float64).reshape(1, -1), torch.as_tensor(prop.upper, dtype=torch.float64).reshape(1, -1))
     layers = [(torch.as_tensor(l, dtype=torch.float64).reshape(1, -1), torch.as_tensor(u, dtype=torch.float64).reshape(1, -1)) for l, u in zip(b.lower, b.upper)]
     gb = GraphBounds(chain_boxes(box, layers, len(network.affines)), b.method)
-    left, msgs = [], []
-    for t_upper, clause in open_clauses:
-        if deadline.expired():
-            left.append((t_upper, clause))
-            continue
-        r = relu_bab(graph, gb, clause, deadline)
-        clock.domains += r.domains
-        clock.max_depth = max(clock.max_depth, r.max_depth)
-        hit = _confirmed(network, prop, r.counterexample) if r.counterexample is not None else None
-        if hit is not None:
-            return [(t_upper, clause)], f"{clock.domains} domains, depth {clock.max_depth}; {r.message}", hit
-        if not r.proven:
-            left.append((t_upper, clause))
-            msgs.append(r.message)
-    summary = f"{clock.domains} domains, depth {clock.max_depth}" + (f"; {len(left)} clause(s) open: {msgs[0]}" if msgs else "")
-    return left, summary, None
+    r = bab_clauses(graph, gb, list(enumerate(clause for _, clause in open_clauses)), deadline, lambda x: _confirmed(network, prop, x))
+    clock.domains, clock.max_depth = r.domains, r.max_depth
+    return [open_clauses[k] for k in r.left_open], r.message, r.counterexample
 
 
 def check_property(network: Network, prop: Property, timeout: "float | Deadline", bounds: str = DEFAULT_BOUNDS, warm_start: np.ndarray | None = None,

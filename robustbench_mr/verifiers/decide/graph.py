@@ -96,26 +96,24 @@ def _check_graph_property(graph: Graph, prop: Property, deadline: Deadline, boun
         return solve_graph_property(graph, prop, gb, deadline, solver=solver, start=start, unstable=unstable)
     # many: branch and bound over ReLU splits, clause by clause (decide/bab.py); up to
     # bab.PORTFOLIO_MAX_UNSTABLE on its share of the time, the graph MILP deciding what it left open
-    from robustbench_mr.verifiers.decide.bab import bab_deadline, bab_time_share, relu_bab
+    from robustbench_mr.verifiers.decide.bab import bab_clauses, bab_deadline, bab_time_share
 
-    share, own = bab_time_share(unstable), bab_deadline(deadline, unstable)
-    domains, depth, left_open, bab_msg = 0, 0, [], ""
+    def confirm(x: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        y = graph.forward(x)
+        return (x, y) if prop.contains_input(x) and prop.is_violated_by(y) else None
+
+    share = bab_time_share(unstable)
     clock.enter("bab", "relu-bab")
-    for k in open_clauses(prop, low):
-        r = relu_bab(graph, gb, prop.clauses[k], own, branching=branching)
-        domains, depth = domains + r.domains, max(depth, r.max_depth)
-        clock.domains, clock.max_depth = domains, depth
-        if r.counterexample is not None:
-            y = graph.forward(r.counterexample)
-            if prop.contains_input(r.counterexample) and prop.is_violated_by(y):
-                return PropertyResult(PropertyStatus.SAT, r.counterexample, y, time.perf_counter() - start,
-                                      f"relu-split bab ({branching}) counterexample on clause {k}; {domains} domains, depth {depth}", unstable, 0, f"{bounds}+bab")
-        if not r.proven:
-            bab_msg = f"relu-split bab ({branching}) on clause {k}: {r.message}; {domains} domains, depth {depth}"
-            if share >= 1.0 or deadline.expired():
-                status = PropertyStatus.TIMEOUT if deadline.expired() else PropertyStatus.UNKNOWN
-                return PropertyResult(status, None, None, time.perf_counter() - start, bab_msg, unstable, 0, f"{bounds}+bab")
-            left_open.append(k)
+    ks = open_clauses(prop, low)
+    r = bab_clauses(graph, gb, [(k, prop.clauses[k]) for k in ks], bab_deadline(deadline, unstable), confirm, branching=branching)
+    clock.domains, clock.max_depth = r.domains, r.max_depth
+    if r.counterexample is not None:
+        return PropertyResult(PropertyStatus.SAT, r.counterexample[0], r.counterexample[1], time.perf_counter() - start,
+                              f"relu-split bab counterexample ({r.message})", unstable, 0, f"{bounds}+bab")
+    left_open, bab_msg = list(r.left_open), f"relu-split bab ({r.message})"
+    if left_open and (share >= 1.0 or deadline.expired()):
+        status = PropertyStatus.TIMEOUT if deadline.expired() else PropertyStatus.UNKNOWN
+        return PropertyResult(status, None, None, time.perf_counter() - start, bab_msg, unstable, 0, f"{bounds}+bab")
     if left_open:
         from robustbench_mr.verifiers.milp.graph import solve_graph_property
 
@@ -124,4 +122,4 @@ def _check_graph_property(graph: Graph, prop: Property, deadline: Deadline, boun
         r = solve_graph_property(graph, rest, gb, deadline, solver=solver, start=start, unstable=unstable)
         return dataclasses.replace(r, message=f"{r.message}; after {bab_msg} ({len(left_open)} clause(s) left open)")
     return PropertyResult(PropertyStatus.UNSAT, None, None, time.perf_counter() - start,
-                          f"every open clause closed by relu-split bab ({branching}; {domains} domains, depth {depth})", unstable, 0, f"{bounds}+bab")
+                          f"every open clause closed by relu-split bab ({r.message})", unstable, 0, f"{bounds}+bab")
