@@ -51,6 +51,11 @@ def mark_program_start() -> None:
     _AS_PROGRAM = True
 
 
+def running_as_program() -> bool:
+    """True when a command-line entry point marked this process as its program (``mark_program_start``)."""
+    return _AS_PROGRAM
+
+
 def program_start() -> float:
     """Where a command's limits start: the process's start when it runs as a program
     (``mark_program_start``), else now (a command called from Python, e.g. in a test)."""

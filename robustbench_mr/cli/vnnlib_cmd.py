@@ -14,7 +14,7 @@ import sys
 
 from dataclasses import dataclass
 
-from robustbench_mr.cli.common import add_run_options, add_solver_options, positive_float
+from robustbench_mr.cli.common import add_run_options, add_solver_options, end_process_now, positive_float
 from robustbench_mr.errors import UserError
 from robustbench_mr.options import add_options, option
 
@@ -65,11 +65,13 @@ def run(args: argparse.Namespace) -> int:
     # the four VNN-COMP answers; a solver error is "unknown" on stdout and explained on stderr
     shown = result.status.value if result.status.value != "error" else "unknown"
     if result.message:
-        print(f"mr-eval vnnlib: {result.status.value} after {result.seconds:.2f}s: {result.message}", file=sys.stderr)
+        # seconds since this process started (the limit's clock), not the deciding child's own
+        print(f"mr-eval vnnlib: {result.status.value} after {deadline.elapsed():.2f}s of {args.timeout:g}s: {result.message}", file=sys.stderr)
     print(shown, flush=True)  # the verdict first: it is printed even if writing the file fails
     if args.out:
         try:
             write_result(args.out, shown, result.counterexample, result.output)
         except OSError as exc:
             raise UserError(f"--out {args.out}: could not write the result file ({exc.strerror or exc}); the answer was {shown}") from None
-    return 0
+    # the harness's clock runs until this process exits: no interpreter finalization after the answer
+    return end_process_now(0)
