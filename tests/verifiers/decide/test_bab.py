@@ -194,3 +194,34 @@ def test_depth_first_order_and_open_cap_keep_the_verdicts() -> None:
         assert not (r.proven and reachable)
         proven += r.proven
     assert proven == 5  # seeded: every unreachable clause, depth first as well
+
+
+def test_bab_clauses_returns_only_confirmed_counterexamples_and_tries_every_clause() -> None:
+    """The one clause driver of the chain and graph forms: a counterexample comes back only when
+    the caller's ``confirm`` accepts it (otherwise its clause stays open, and the next clause
+    still gets its turn); proven clauses are not in ``left_open``."""
+    net, prop, _ = next(c for c in map(_clause_case, range(16)) if c[2])
+    graph = chain_graph(net)
+    gb = node_bounds(graph, torch.as_tensor(prop.lower), torch.as_tensor(prop.upper), "crown")
+    # the same net and box: a clause far below the minimum (unreachable) after the reachable one
+    row = prop.clauses[0].C
+    vmin = -brute_force_max(net, prop.lower, prop.upper, -row)
+    far = Clause(row, np.array([vmin - 1.0]))
+    clauses = [(7, prop.clauses[0]), (9, far)]
+
+    def confirm(x: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        y = net.forward(x[None])[0]
+        ok = bool(np.all(prop.lower - 1e-12 <= x) and np.all(x <= prop.upper + 1e-12) and np.all(row @ y <= prop.clauses[0].d))
+        return (x, y) if ok else None
+
+    r = bab.bab_clauses(graph, gb, clauses, Deadline(20.0), confirm)
+    assert r.counterexample is not None and r.left_open == (7,)
+    x, y = r.counterexample
+    assert float((row @ y)[0]) <= float(prop.clauses[0].d[0])
+    # the caller refuses every candidate: the reachable clause stays open, the unreachable one is still proven
+    refused = bab.bab_clauses(graph, gb, clauses, Deadline(20.0), lambda x: None)
+    assert refused.counterexample is None and refused.left_open == (7,), refused.message
+    assert "clause 7" in refused.message
+    # no time: nothing is proven, nothing is claimed
+    late = bab.bab_clauses(graph, gb, clauses, Deadline(0.0), confirm)
+    assert late.counterexample is None and late.left_open == (7, 9)
