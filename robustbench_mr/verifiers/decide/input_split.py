@@ -8,7 +8,8 @@ proven boxes and, for all of them at once (torch float64, batched over boxes):
    back-substitution of the neurons still unstable, intersected; all widened by
    ``SLACK`` against round-off (``form/ops/base.widen``), as for one box;
 2. bounds every clause row ``C_r y`` from below by back-substitution with those relaxations,
-   then, on the boxes that leaves open, by alpha-CROWN (``SPEC_ALPHA_ITERS`` projected Adam
+   then (after ``SPEC_ALPHA_AFTER`` seconds of splitting), on the boxes that leaves open, by
+   alpha-CROWN (``SPEC_ALPHA_ITERS`` projected Adam
    steps on the lower slopes, per box and row; every slope in [0, 1] is sound and the best
    iterate is kept): a clause whose some row satisfies ``lower(C_r y) > d_r`` is unreachable on
    the box, and a box where every clause is unreachable is dropped (proven);
@@ -63,6 +64,9 @@ ROOT_ATTACK_STEPS = 16
 # prop_2, `mr-eval vnnlib`, 2 shared cores: 4_2 41.6 s with CROWN only, 34.4 / 22.1 / 12.4 / 15.1 /
 # 22.6 s with 2 / 5 / 10 / 20 / 40 iterations; 3_3 a timeout at 120 s (96,350 boxes open), 14.6 s with 10
 SPEC_ALPHA_ITERS = 10
+# ... from this many seconds of splitting on: most instances close within a second on CROWN alone,
+# where alpha's iterations would cost more than they save (ACAS Xu prop_1: 0.38 -> 0.63 s per instance)
+SPEC_ALPHA_AFTER = 1.0
 LATE_ATTACK_AFTER = 1.0  # seconds of branch and bound before the first late attack
 LATE_ATTACK_STARTS = 4096
 LATE_ATTACK_STEPS = 50
@@ -174,7 +178,7 @@ class _BatchedBounds:
         return self.lin[k].interval((lo, hi))
 
     def spec_bounds(self, lo: torch.Tensor, hi: torch.Tensor, prior: tuple[torch.Tensor, torch.Tensor] | None = None,
-                    aux: dict | None = None) -> tuple[torch.Tensor, torch.Tensor | None, tuple[torch.Tensor, torch.Tensor]]:
+                    aux: dict | None = None, alpha_iters: int = 0) -> tuple[torch.Tensor, torch.Tensor | None, tuple[torch.Tensor, torch.Tensor]]:
         """Sound lower bounds of every clause row ``C_r y`` on each box (B, R), the input
         coefficients (B, R, inputs) of the linear lower bounds (None for interval bounds), and
         the hidden pre-activation bounds (B, hidden) found on the way.
@@ -183,7 +187,8 @@ class _BatchedBounds:
         intersected in, and a neuron they make stable needs no back-substitution.
         ``aux``: if given (crown), gets the data of the branching score: ``gaps`` (per hidden
         layer, what each ReLU's relaxation costs each spec row) and ``sens`` (per hidden layer,
-        |input coefficients| of each neuron's linear bounds, (B, width, inputs))."""
+        |input coefficients| of each neuron's linear bounds, (B, width, inputs)).
+        ``alpha_iters``: alpha-CROWN steps on the spec rows of the boxes CROWN leaves open (crown only)."""
         from robustbench_mr.verifiers.form.ops.base import widen
 
         B = lo.shape[0]
@@ -246,7 +251,7 @@ class _BatchedBounds:
         if aux is not None:
             aux["gaps"], aux["sens"] = gaps[::-1], sens
         sym = torch.maximum(-ub, box)
-        iters = SPEC_ALPHA_ITERS
+        iters = alpha_iters
         if iters > 0:
             # alpha-CROWN on the spec rows of the boxes CROWN leaves open (every slope in [0, 1] is
             # sound; the best iterate is kept, never below CROWN's)
@@ -445,7 +450,8 @@ def _split_and_bound(network: Network, prop: Property, time_budget: float, metho
         lo, hi = cur.lo, cur.hi
         with torch.no_grad():
             aux: dict | None = {} if method == "crown" else None
-            spec_lo, A, hidden = bb.spec_bounds(lo, hi, (cur.pl, cur.pu), aux)
+            alpha_iters = SPEC_ALPHA_ITERS if now - start >= SPEC_ALPHA_AFTER else 0
+            spec_lo, A, hidden = bb.spec_bounds(lo, hi, (cur.pl, cur.pu), aux, alpha_iters)
             margin = spec_lo - bb.d  # > 0: that row cannot hold on the box
             clause_proven = ((margin > 0)[:, None, :] & bb.member[None]).any(-1)  # (B, clauses)
             keep = ~clause_proven.all(-1)
