@@ -21,8 +21,10 @@ def _check_sat(net, prop, x):
     assert prop.is_violated_by(net.forward(x))
 
 
-@pytest.mark.parametrize("method", ["crown", "interval"])
-def test_robustness_verdicts_match_brute_force(method):
+@pytest.mark.parametrize("method, alpha_from_start", [("crown", False), ("crown", True), ("interval", False)])
+def test_robustness_verdicts_match_brute_force(method, alpha_from_start, monkeypatch):
+    if alpha_from_start:  # tiny nets close within the first second: force the alpha pass on
+        monkeypatch.setattr(isp, "SPEC_ALPHA_AFTER", 0.0)
     rng = np.random.default_rng(3)
     decided = {"sat": 0, "unsat": 0}
     for _ in range(3):
@@ -41,9 +43,33 @@ def test_robustness_verdicts_match_brute_force(method):
     assert decided["sat"] >= 3 and decided["unsat"] >= 3, decided
 
 
-def test_general_clauses_through_check_property():
+def test_alpha_spec_bounds_are_sound_and_never_looser_than_crown():
+    """The alpha pass on the spec rows (boxes CROWN leaves open): every bound at least CROWN's,
+    never above the true minimum over samples of the box, and tighter somewhere."""
+    isp._load_torch()
+    rng = np.random.default_rng(6)
+    net = random_net(rng, [3, 16, 16, 12, 4])
+    C = rng.normal(size=(3, 4))
+    prop = Property(-np.ones(3), np.ones(3), (Clause(C, np.full(3, 1e9)),))  # nothing closes: every box gets the pass
+    bb = isp._BatchedBounds(net, prop, "crown")
+    lo = rng.uniform(-1, 0.4, size=(30, 3))
+    hi = np.minimum(lo + rng.uniform(0.2, 0.6, size=(30, 3)), 1.0)
+    with torch.no_grad():
+        crown, _, _ = bb.spec_bounds(torch.from_numpy(lo), torch.from_numpy(hi))
+        alpha, _, _ = bb.spec_bounds(torch.from_numpy(lo), torch.from_numpy(hi), alpha_iters=20)
+    assert torch.all(alpha >= crown)
+    assert bool((alpha > crown + 1e-6).any()), "alpha never tightened a bound: the pass did not run"
+    for i in range(lo.shape[0]):
+        x = np.concatenate([rng.uniform(lo[i], hi[i], size=(2000, 3)), np.stack(np.meshgrid(*zip(lo[i], hi[i]))).reshape(3, -1).T])
+        assert np.all(net.forward(x) @ C.T >= alpha[i].numpy()), i
+
+
+@pytest.mark.parametrize("alpha_from_start", [False, True])
+def test_general_clauses_through_check_property(alpha_from_start, monkeypatch):
     """Several clauses of several rows on a wide box; the verdict of check_property's input
     split path (no sampling) matches the brute force, and the MILP path agrees."""
+    if alpha_from_start:
+        monkeypatch.setattr(isp, "SPEC_ALPHA_AFTER", 0.0)
     rng = np.random.default_rng(11)
     checked = {"sat": 0, "unsat": 0}
     for _ in range(8):
