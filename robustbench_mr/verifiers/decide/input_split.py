@@ -150,6 +150,10 @@ class _BatchedBounds:
         big = torch.full_like(t, torch.inf)
         return torch.where(self.member[None], t[:, None, :], big[:, None, :]).amin(-1)
 
+    def clauses_proven(self, spec_lo: torch.Tensor) -> torch.Tensor:
+        """(B, clauses): some row of the clause has ``lower(C_r y) > d_r`` on the box (unreachable there)."""
+        return ((spec_lo > self.d)[:, None, :] & self.member[None]).any(-1)
+
     # ---- bounds
     def _upper(self, k: int, M: torch.Tensor, hl: list[torch.Tensor], hu: list[torch.Tensor], lo: torch.Tensor, hi: torch.Tensor,
                gaps: list | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -251,19 +255,17 @@ class _BatchedBounds:
         if aux is not None:
             aux["gaps"], aux["sens"] = gaps[::-1], sens
         sym = torch.maximum(-ub, box)
-        iters = alpha_iters
-        if iters > 0:
+        if alpha_iters > 0:
             # alpha-CROWN on the spec rows of the boxes CROWN leaves open (every slope in [0, 1] is
             # sound; the best iterate is kept, never below CROWN's)
-            closed = torch.where(self.member[None], (sym > self.d)[:, None, :], torch.zeros_like(self.member[None])).any(-1).all(-1)
-            idx = torch.nonzero(~closed).flatten()
+            idx = torch.nonzero(~self.clauses_proven(sym).all(-1)).flatten()
             if idx.numel():
                 from robustbench_mr.verifiers.bounds.engine import alpha_lower
                 from robustbench_mr.verifiers.form.from_chain import chain_boxes
 
                 bxs = chain_boxes((lo[idx], hi[idx]), [(h[idx], g[idx]) for h, g in zip(hidden_l, hidden_u)], len(self.node))
                 with torch.enable_grad():
-                    al = alpha_lower(self.graph, self.node[K - 1], self.S.expand(idx.numel(), -1, -1), bxs, iters=iters)
+                    al = alpha_lower(self.graph, self.node[K - 1], self.S.expand(idx.numel(), -1, -1), bxs, iters=alpha_iters)
                 sym[idx] = torch.maximum(sym[idx], al.detach())
         return sym, -A, hidden
 
@@ -453,7 +455,7 @@ def _split_and_bound(network: Network, prop: Property, time_budget: float, metho
             alpha_iters = SPEC_ALPHA_ITERS if now - start >= SPEC_ALPHA_AFTER else 0
             spec_lo, A, hidden = bb.spec_bounds(lo, hi, (cur.pl, cur.pu), aux, alpha_iters)
             margin = spec_lo - bb.d  # > 0: that row cannot hold on the box
-            clause_proven = ((margin > 0)[:, None, :] & bb.member[None]).any(-1)  # (B, clauses)
+            clause_proven = bb.clauses_proven(spec_lo)  # (B, clauses)
             keep = ~clause_proven.all(-1)
         if proven_log is not None:
             proven_log.extend((a.numpy().copy(), b.numpy().copy()) for a, b in zip(lo[~keep], hi[~keep]))
