@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from robustbench_mr.verifiers.bounds.engine import GraphBounds, backward_lower, crown_rows, interval_boxes, node_bounds, spec_lower
+from robustbench_mr.verifiers.bounds.engine import GraphBounds, crown_rows, interval_boxes, node_bounds, spec_lower, unit_rows_lower
 from robustbench_mr.verifiers.form.chain import Network
 from robustbench_mr.verifiers.form.from_chain import affine_node, chain_boxes, chain_graph
 from robustbench_mr.verifiers.form.ops import SLACK, Box  # noqa: F401 - SLACK re-exported: one widening constant
@@ -119,15 +119,9 @@ def layer_crown(network: Network, k: int, lower: list[np.ndarray], upper: list[n
     the relaxations of the given bounds of layers < k (``lower[:k]``, ``upper[:k]``)."""
     g = chain_graph(network)
     boxes = graph_boxes(network, lo, hi, lower[:k], upper[:k])
-    n = network.affines[k].out_features
     r = rows.size
-    E = torch.zeros(1, 2 * r, n, dtype=torch.float64)
-    idx = torch.as_tensor(rows, dtype=torch.long)
-    ar = torch.arange(r)
-    E[0, ar, idx] = 1.0
-    E[0, r + ar, idx] = -1.0
     with torch.no_grad():
-        low = backward_lower(g, affine_node(k), E, boxes)[0].numpy()
+        low = unit_rows_lower(g, affine_node(k), torch.as_tensor(rows, dtype=torch.long), 1, boxes, None)[0].numpy()
     return low[:r], -low[r:]
 
 

@@ -143,6 +143,23 @@ def backward_lower(graph: Graph, start: int, A: torch.Tensor, boxes: list[Box], 
     return value - SLACK * mag
 
 
+def unit_rows_lower(graph: Graph, p: int, idx: torch.Tensor, B: int, boxes: list[Box], deadline: Deadline | None) -> torch.Tensor:
+    """``backward_lower`` of the forms ``[e_idx; -e_idx] . node_p`` (B, 2 r): node p's own step by
+    its op's ``unit_rows_backward`` where it has one (a gather), the rest by back-substitution."""
+    node = graph.nodes[p]
+    first = node.op.unit_rows_backward(idx, B) if node.op is not None and len(node.inputs) == 1 else None
+    if first is None:
+        l = boxes[p][0]
+        r = idx.numel()
+        E = torch.zeros(B, 2 * r, l[0].numel(), dtype=l.dtype, device=l.device)
+        ar = torch.arange(r, device=l.device)
+        E[:, ar, idx] = 1.0
+        E[:, r + ar, idx] = -1.0
+        return backward_lower(graph, p, E.reshape(B, 2 * r, *l.shape[1:]), boxes, deadline=deadline)
+    rest = backward_lower(graph, node.inputs[0], first.inputs[0], boxes, deadline=deadline)
+    return rest + first.const - SLACK * first.const_abs
+
+
 def crown_rows(graph: Graph, p: int, boxes: list[Box], every_row: bool = False, memory_floats: int = MEMORY_FLOATS,
                max_rows: int | None = None, deadline: Deadline | None = None) -> Box | None:
     """CROWN bounds of node ``p`` (its box in ``boxes`` intersected in): of every neuron that box
@@ -159,7 +176,6 @@ def crown_rows(graph: Graph, p: int, boxes: list[Box], every_row: bool = False, 
         return None
     widest = max(prod(n.shape) for n in graph.nodes[: p + 1])
     chunk = max(1, memory_floats // max(1, 2 * B * widest))
-    n = flat_l.shape[1]
     last = 0.0
     for c0 in range(0, rows.numel(), chunk):
         if deadline is not None and deadline.left() <= last:  # the next chunk would not finish in time
@@ -167,12 +183,8 @@ def crown_rows(graph: Graph, p: int, boxes: list[Box], every_row: bool = False, 
         t0 = time.perf_counter()
         idx = rows[c0:c0 + chunk]
         r = idx.numel()
-        E = torch.zeros(B, 2 * r, n, dtype=l.dtype, device=l.device)
-        ar = torch.arange(r, device=l.device)
-        E[:, ar, idx] = 1.0
-        E[:, r + ar, idx] = -1.0
         try:
-            low = backward_lower(graph, p, E.reshape(B, 2 * r, *l.shape[1:]), boxes, deadline=deadline)
+            low = unit_rows_lower(graph, p, idx, B, boxes, deadline)
         except DeadlineExceeded:
             return None
         flat_l[:, idx] = torch.maximum(flat_l[:, idx], low[:, :r])

@@ -67,11 +67,13 @@ def _clause_spec_lower(network: Network, prop: Property, b: Bounds, bounds: str,
     back-substitution, or alpha-optimized back-substitution (alpha methods; all rows at once)."""
     if bounds == "interval":
         return [np.maximum(c.C, 0) @ b.lower[-1] + np.minimum(c.C, 0) @ b.upper[-1] for c in prop.clauses]
+    rows = np.vstack([c.C for c in prop.clauses])  # every clause's rows in one back-substitution (rows are independent)
     if bounds not in ("alpha", "alpha-lp"):
-        return [spec_lower_bounds(network, b, prop.lower, prop.upper, c.C) for c in prop.clauses]
-    from robustbench_mr.verifiers.bounds.chain_alpha import alpha_spec_lower_bounds
+        spec = spec_lower_bounds(network, b, prop.lower, prop.upper, rows)
+    else:
+        from robustbench_mr.verifiers.bounds.chain_alpha import alpha_spec_lower_bounds
 
-    spec = alpha_spec_lower_bounds(network, b, prop.lower, prop.upper, np.vstack([c.C for c in prop.clauses]), ALPHA_SPEC_FRACTION * time_left)
+        spec = alpha_spec_lower_bounds(network, b, prop.lower, prop.upper, rows, ALPHA_SPEC_FRACTION * time_left)
     return np.split(spec, np.cumsum([c.C.shape[0] for c in prop.clauses])[:-1])
 
 

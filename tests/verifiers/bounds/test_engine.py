@@ -91,3 +91,28 @@ def test_rescaling_a_hidden_layer_changes_no_proof(s: float) -> None:
         b = spec_lower(g2, node_bounds(g2, lo, hi, "crown"), C, method, alpha_iters=5)
         assert torch.equal(a > 0, b > 0) or torch.allclose(a, b, rtol=1e-6, atol=1e-9)
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-9)
+
+
+def test_crown_rows_by_gather_equal_one_hot_back_substitution() -> None:
+    """``crown_rows`` starts a Linear node's rows from its weight's rows (``unit_rows_backward``):
+    the same bounds as back-substituting the one-hot rows through it, on a densified conv net
+    whose layers the engine multiplies as sparse matrices."""
+    from robustbench_mr.verifiers.bounds.engine import backward_lower, crown_rows, interval_boxes
+    from robustbench_mr.verifiers.form.chain_from_torch import from_torch as chain_from_torch
+    from robustbench_mr.verifiers.form.from_chain import chain_graph
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, 2, 1), nn.ReLU(), nn.Conv2d(4, 8, 3, 2, 1), nn.ReLU(), nn.Flatten(), nn.Linear(72, 5)).double()
+    graph = chain_graph(chain_from_torch(model, (1, 12, 12)))
+    assert graph.nodes[3].op.sparse  # the densified second conv
+    c = torch.rand(2, 144, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    boxes = interval_boxes(graph, c - 0.05, c + 0.05)
+    for p in (1, 3, 5):
+        tight = crown_rows(graph, p, boxes, every_row=True)
+        n = boxes[p][0].shape[1]
+        E = torch.cat([torch.eye(n), -torch.eye(n)]).to(torch.float64).expand(2, -1, -1)
+        low = torch.maximum(torch.cat([boxes[p][0], -boxes[p][1]], 1), backward_lower(graph, p, E, boxes))
+        torch.testing.assert_close(tight[0], low[:, :n], rtol=1e-12, atol=0)
+        torch.testing.assert_close(tight[1], -low[:, n:], rtol=1e-12, atol=0)
+        boxes[p] = tight
+        boxes = interval_boxes(graph, boxes[0][0], boxes[0][1], start=p + 1, boxes=boxes)

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from robustbench_mr.deadline import Deadline
 from robustbench_mr.verifiers.bounds.engine import backward_lower, interval_boxes, node_bounds
 from robustbench_mr.verifiers.form import OPS, build
+from robustbench_mr.verifiers.form.ops.base import Op
 from robustbench_mr.verifiers.form.ops import Add, AvgPool2d, Conv2d, ElementwiseAffine, Linear, MaxPool2d, ReLU, Reshape
 from robustbench_mr.verifiers.milp.graph import build_graph_milp, with_highs
 from robustbench_mr.verifiers.milp.model import solve_clause_milp, MilpOutcome
@@ -92,6 +93,31 @@ def test_interval_and_backward_contain_samples(kind: str, k: int) -> None:
         value = (A * ys[i].unsqueeze(1)).flatten(2).sum(-1)
         lin = sum((Ai * pts[j][i].unsqueeze(1)).flatten(2).sum(-1) for j, Ai in enumerate(bw.inputs)) + bw.const
         assert torch.all(value >= lin - 1e-9 * (1 + value.abs())), f"{kind}: the linear lower bound is above a sampled value"
+
+
+UNIT_ROWS = [c for c in CASES if type(EXAMPLES[c[0]][c[1]][0]).unit_rows_backward is not Op.unit_rows_backward]
+
+
+def test_some_op_has_the_unit_rows_shortcut() -> None:
+    assert ("linear", 0) in UNIT_ROWS
+
+
+@pytest.mark.parametrize("kind,k", UNIT_ROWS)
+def test_unit_rows_backward_is_the_one_hot_backward(kind: str, k: int) -> None:
+    """Where an op has the shortcut (a gather), it gives exactly ``backward`` of [e_rows; -e_rows]."""
+    op, shapes, _ = EXAMPLES[kind][k]
+    out = op.out_shape(*shapes)
+    n = int(np.prod(out))
+    rows = torch.tensor([n - 1, 0, n // 2])
+    fast = op.unit_rows_backward(rows, 3)
+    r = rows.numel()
+    E = torch.zeros(3, 2 * r, n, dtype=torch.float64)
+    E[:, torch.arange(r), rows], E[:, r + torch.arange(r), rows] = 1.0, -1.0
+    slow = op.backward(E.reshape(3, 2 * r, *out), *_boxes(shapes))
+    for a, b in zip(fast.inputs, slow.inputs):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    torch.testing.assert_close(fast.const, slow.const, rtol=0, atol=0)
+    torch.testing.assert_close(fast.const_abs, slow.const_abs, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("kind,k", [c for c in CASES if len(EXAMPLES[c[0]][c[1]][1]) == 1])

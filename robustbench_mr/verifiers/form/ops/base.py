@@ -122,6 +122,13 @@ class Op:
     def milp_rows(self, builder: Any, ins: list[Any], out: Any, in_boxes: list[Box], out_box: Box) -> None:
         raise NotImplementedError(f"{self.kind} has no MILP encoding")
 
+    def unit_rows_backward(self, rows: torch.Tensor, batch: int) -> Backward | None:
+        """``backward`` of the coefficients ``[e_rows; -e_rows]`` (batch, 2 r, out) without
+        building them, for ops where that is a cheap gather (``Linear``: the rows of its weight,
+        instead of a product with a one-hot matrix); None: the caller runs ``backward`` on them.
+        Only for ops whose backward ignores the input boxes (affine ops)."""
+        return None
+
     # -- helpers -------------------------------------------------------------------------
     def to(self, device: torch.device | str, dtype: torch.dtype = torch.float64) -> "Op":
         """A copy with every tensor field on ``device`` in ``dtype``."""
