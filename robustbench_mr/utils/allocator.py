@@ -1,4 +1,4 @@
-"""The C allocator policy of a CPU training process.
+"""The C allocator policy of a CPU training or verifying process.
 
 glibc's malloc returns freed blocks above its mmap threshold (128 KiB at first, raised
 dynamically up to 32 MiB) straight to the OS, and trims the heap top when more than 128 KiB is
@@ -8,7 +8,9 @@ net's ``mr`` step (one [x; x+; x-] batch of 3B) took 3.9x a plain step, and 3.2-
 freed memory kept (``bench/train_overhead.py``, ``bench/fidelity.py``: the same interleaved
 step measurement with both policies). That is the effect the PyTorch CPU performance guide
 gets from jemalloc / tcmalloc; glibc itself can do it with two ``mallopt`` calls, no new
-dependency. The cost: freed heap memory stays with the process (for a trainer, its own next
+dependency. The verifier's workers (``runs/dataset.verify_one``) set it too: every bound pass
+allocates the same back-substitution chunks (``bounds/engine.MEMORY_FLOATS``, sized below the
+mmap ceiling for this). The cost: freed heap memory stays with the process (for a trainer, its own next
 step's buffers) instead of going back to the OS.
 """
 

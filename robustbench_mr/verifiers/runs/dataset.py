@@ -149,8 +149,10 @@ def verify_one(model64: nn.Module, network: Network, idx: int, x: np.ndarray, la
     """Decide one input (runs in a worker; never raises: failures become ``error``). ``device``:
     where a graph-form network is bounded (``--device``)."""
     from robustbench_mr.threads import worker_threads
+    from robustbench_mr.utils.allocator import keep_freed_memory
 
     torch.set_num_threads(worker_threads())  # the command's --threads (default 1: parallelism is over inputs)
+    keep_freed_memory()  # every bound pass reuses the last one's buffers, no page faults (utils/allocator.py); speed only
     start = time.perf_counter()
     try:
         xt = torch.from_numpy(np.asarray(x, dtype=np.float64)).reshape(network.input_shape)
