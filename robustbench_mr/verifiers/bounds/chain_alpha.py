@@ -23,7 +23,7 @@ import torch
 
 from robustbench_mr.deadline import Deadline
 from robustbench_mr.verifiers.bounds.chain import Bounds, _check_box, crown_bounds, graph_boxes, spec_lower_bounds
-from robustbench_mr.verifiers.bounds.engine import alpha_lower, spec_coefficients
+from robustbench_mr.verifiers.bounds.engine import alpha_lower, spec_coefficients, unit_rows
 from robustbench_mr.verifiers.form.chain import Network
 from robustbench_mr.verifiers.form.from_chain import affine_node, chain_graph
 
@@ -62,10 +62,7 @@ def alpha_bounds(network: Network, lower: np.ndarray, upper: np.ndarray, time_bu
             if rows.size and not deadline.expired():
                 boxes = graph_boxes(network, lo, hi, los, his)
                 r = rows.size
-                E = torch.zeros(1, 2 * r, l.size, dtype=torch.float64)
-                idx, ar = torch.as_tensor(rows, dtype=torch.long), torch.arange(r)
-                E[0, ar, idx] = 1.0
-                E[0, r + ar, idx] = -1.0  # lower bounds of z and of -z, each row its own slopes
+                E = unit_rows(torch.as_tensor(rows, dtype=torch.long), 1, (l.size,), torch.float64, "cpu")  # z and -z, each row its own slopes
                 low = alpha_lower(g, affine_node(k), E, boxes, deadline, iterations, ALPHA_LR)[0].numpy()
                 l[rows] = np.maximum(l[rows], low[:r])
                 u[rows] = np.minimum(u[rows], -low[r:])

@@ -147,6 +147,17 @@ def backward_lower(graph: Graph, start: int, A: torch.Tensor, boxes: list[Box], 
     return value - SLACK * mag
 
 
+def unit_rows(idx: torch.Tensor, B: int, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device | str) -> torch.Tensor:
+    """The coefficients ``[e_idx; -e_idx]`` (B, 2 r, *shape) on a node of that shape: the lower
+    bounds of the neurons ``idx`` and of their negations (upper bounds)."""
+    r, n = idx.numel(), prod(shape)
+    E = torch.zeros(B, 2 * r, n, dtype=dtype, device=device)
+    ar = torch.arange(r, device=device)
+    E[:, ar, idx] = 1.0
+    E[:, r + ar, idx] = -1.0
+    return E.reshape(B, 2 * r, *shape)
+
+
 def unit_rows_lower(graph: Graph, p: int, idx: torch.Tensor, B: int, boxes: list[Box], deadline: Deadline | None) -> torch.Tensor:
     """``backward_lower`` of the forms ``[e_idx; -e_idx] . node_p`` (B, 2 r): node p's own step by
     its op's ``unit_rows_backward`` where it has one (a gather), the rest by back-substitution."""
@@ -154,12 +165,7 @@ def unit_rows_lower(graph: Graph, p: int, idx: torch.Tensor, B: int, boxes: list
     first = node.op.unit_rows_backward(idx, B) if node.op is not None and len(node.inputs) == 1 else None
     if first is None:
         l = boxes[p][0]
-        r = idx.numel()
-        E = torch.zeros(B, 2 * r, l[0].numel(), dtype=l.dtype, device=l.device)
-        ar = torch.arange(r, device=l.device)
-        E[:, ar, idx] = 1.0
-        E[:, r + ar, idx] = -1.0
-        return backward_lower(graph, p, E.reshape(B, 2 * r, *l.shape[1:]), boxes, deadline=deadline)
+        return backward_lower(graph, p, unit_rows(idx, B, tuple(l.shape[1:]), l.dtype, l.device), boxes, deadline=deadline)
     rest = backward_lower(graph, node.inputs[0], first.inputs[0], boxes, deadline=deadline)
     return rest + first.const - SLACK * first.const_abs
 

@@ -43,7 +43,7 @@ import numpy as np
 import torch
 
 from robustbench_mr.deadline import Deadline, DeadlineExceeded
-from robustbench_mr.verifiers.bounds.engine import Adam, GraphBounds, backward_lower, interval_boxes, spec_coefficients
+from robustbench_mr.verifiers.bounds.engine import Adam, GraphBounds, backward_lower, interval_boxes, spec_coefficients, unit_rows_lower
 from robustbench_mr.verifiers.form.graph import Graph
 from robustbench_mr.verifiers.form.ops import Box, ReLU
 from robustbench_mr.verifiers.form.ops.relu import relaxation
@@ -497,12 +497,8 @@ def _empty_by_bounds(graph: Graph, boxes: list[Box], deadline: Deadline) -> bool
             continue
         l, u = boxes[p]
         n = l[0].numel()
-        E = torch.zeros(1, 2 * n, n, dtype=l.dtype, device=l.device)
-        ar = torch.arange(n, device=l.device)
-        E[0, ar, ar] = 1.0
-        E[0, n + ar, ar] = -1.0
         try:
-            low = backward_lower(graph, p, E.reshape(1, 2 * n, *l.shape[1:]), boxes, deadline=deadline)
+            low = unit_rows_lower(graph, p, torch.arange(n, device=l.device), 1, boxes, deadline)
         except DeadlineExceeded:
             return False
         new_l = torch.maximum(l.flatten(1), low[:, :n])
