@@ -39,7 +39,6 @@ class Linear(Op):
             use = n >= SPARSE_MIN_SIZE and int(torch.count_nonzero(self.weight)) <= SPARSE_DENSITY * n
         object.__setattr__(self, "sparse", bool(use))
         object.__setattr__(self, "_csr", None)
-        object.__setattr__(self, "_wt", None)  # dense W^T, for unit_rows_backward
 
     def _mats(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(W, |W|, W^T) as CSR tensors, built once."""
@@ -87,12 +86,10 @@ class Linear(Op):
     def unit_rows_backward(self, rows: torch.Tensor, batch: int) -> Backward:
         # the exact entries of W[rows] and b[rows]: the same values a product with a one-hot
         # matrix yields, without its cost (the widest layer's CROWN rows cost a gather, not a
-        # sparse product per row)
-        # built column-major (a transposed view of columns of W^T): the layout the sparse product
-        # of the next Linear's backward reads fastest, and elementwise ops keep it
-        if self._wt is None:
-            object.__setattr__(self, "_wt", self.weight.T.contiguous())
-        Wt, b = self._wt[:, rows], self.bias[rows]
+        # sparse product per row); concatenated along dim 1 of W[rows]^T, so A is column-major:
+        # the layout the sparse product of the next Linear's backward reads fastest, and
+        # elementwise ops keep it
+        Wt, b = self.weight[rows].T, self.bias[rows]
         A = torch.cat([Wt, -Wt], dim=1).T.unsqueeze(0).expand(batch, -1, -1)
         c = torch.cat([b, -b]).unsqueeze(0).expand(batch, -1)
         return Backward((A,), c, c.abs())
