@@ -8,7 +8,8 @@ net's ``mr`` step (one [x; x+; x-] batch of 3B) took 3.9x a plain step, and 3.2-
 freed memory kept (``bench/train_overhead.py``, ``bench/fidelity.py``: the same interleaved
 step measurement with both policies). That is the effect the PyTorch CPU performance guide
 gets from jemalloc / tcmalloc; glibc itself can do it with two ``mallopt`` calls, no new
-dependency. The verifier's workers (``runs/dataset.verify_one``) set it too: every bound pass
+dependency. The verifier's workers (``runs/dataset.verify_one``, and the child that decides each
+VNN-LIB instance, ``decide/instance_limit.instance_in_child``) set it too: every bound pass
 allocates the same back-substitution chunks (``bounds/engine.MEMORY_FLOATS``, sized below the
 mmap ceiling for this). The cost: freed heap memory stays with the process (for a trainer, its own next
 step's buffers) instead of going back to the OS.

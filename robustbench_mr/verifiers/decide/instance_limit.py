@@ -52,12 +52,21 @@ def warm_network(onnx: str | Path) -> None:
         _WARM.add(key)
 
 
+def _decide(check: Callable[..., InstanceResult], onnx: str | Path, vnnlib: str | Path, seconds: float, **options: object) -> InstanceResult:
+    """The child's work: the allocator policy of every verifying process (freed buffers reused,
+    no page faults per bound pass: ``utils/allocator.py``; speed only), then ``check``."""
+    from robustbench_mr.utils.allocator import keep_freed_memory
+
+    keep_freed_memory()
+    return check(onnx, vnnlib, seconds, **options)
+
+
 def instance_in_child(check: Callable[..., InstanceResult], onnx: str | Path, vnnlib: str | Path, deadline: Deadline,
                       **options: object) -> InstanceResult:
     """``check(onnx, vnnlib, seconds_left, **options)`` (``instance.check_instance``) in a child
     process, ended at ``deadline`` + GRACE_SECONDS."""
     left = max(deadline.left() - HANDBACK_SECONDS, 0.01)
-    ok, result = run_with_hard_deadline(functools.partial(check, onnx, vnnlib, left, **options), (), deadline, grace=GRACE_SECONDS)
+    ok, result = run_with_hard_deadline(functools.partial(_decide, check, onnx, vnnlib, left, **options), (), deadline, grace=GRACE_SECONDS)
     if ok:
         return result
     return InstanceResult(InstanceStatus.TIMEOUT, deadline.elapsed(), message=f"ended at the time limit of {deadline.seconds:g} s")
