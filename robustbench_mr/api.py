@@ -123,7 +123,7 @@ def _check_labels(y: torch.Tensor, num_classes: int, what: str) -> None:
 
 def verify(model: ModelLike, x: Any = None, y: Any = None, eps: float | None = None, *, timeout: float = 30.0, bounds: str | None = None,
            solver: str = "highs", jobs: int = 1, seed: int = 0, pgd_steps: int = 20, pgd_restarts: int = 1,
-           device: str = "auto") -> list[VerifyResult]:
+           device: str = "auto", branching: str = "babsr") -> list[VerifyResult]:
     """Exact L-inf robustness of ``model`` at each input ``x[i]`` with label ``y[i]`` in the ball
     of radius ``eps`` (clipped to [0,1]): one :class:`~robustbench_mr.verifiers.status.VerifyResult`
     per input, in order (``idx`` is the position in ``x``).
@@ -133,12 +133,13 @@ def verify(model: ModelLike, x: Any = None, y: Any = None, eps: float | None = N
     (``bounds``, ``solver``) within ``timeout`` seconds. ``jobs`` > 1 runs inputs in parallel
     processes. A model the verifier cannot import (e.g. a residual net) is one
     :class:`~robustbench_mr.errors.UnsupportedLayerError` line. ``device`` (auto, cpu, cuda,
-    cuda:N): where the bound engine runs for graph-form networks (residual, pooled).
+    cuda:N): where the bound engine runs for graph-form networks (residual, pooled). ``branching``
+    (babsr, fsb): the rule of the ReLU-split branch and bound.
 
     ``verify(VerifyOptions(...))`` (one options object, as the CLI builds) verifies a
     checkpoint on a data set and returns a ``VerifySummary`` (:func:`verify_checkpoint`).
     """
-    from robustbench_mr.verifiers.runs.dataset import VerifyOptions, run_inputs
+    from robustbench_mr.verifiers.runs.dataset import VerifyOptions, one_input_args, run_inputs
 
     if isinstance(model, VerifyOptions):
         if x is not None or y is not None or eps is not None:
@@ -156,7 +157,7 @@ def verify(model: ModelLike, x: Any = None, y: Any = None, eps: float | None = N
     _check_labels(yt, loaded.num_classes, "verify")
     options = VerifyOptions(checkpoint=loaded.path, eps=float(eps), n=max(1, len(yt)), jobs=jobs, timeout=timeout,
                             bounds=bounds or DEFAULT_BOUNDS, seed=seed, solver=solver, pgd_steps=pgd_steps,
-                            pgd_restarts=pgd_restarts, progress=False, device=device)
+                            pgd_restarts=pgd_restarts, progress=False, device=device, branching=branching)
     network = loaded.verifier_network()
     model64 = loaded.float64_model()
     xs = xt.double().numpy()
@@ -170,8 +171,7 @@ def verify(model: ModelLike, x: Any = None, y: Any = None, eps: float | None = N
         dev = resolve_device(options.device)
 
     def args_of(i: int) -> tuple:
-        return (model64, network, i, xs[i], int(yt[i]), options.eps, options.timeout, options.bounds,
-                options.pgd_steps, options.pgd_restarts, options.seed, options.solver, dev)
+        return one_input_args(options, model64, network, i, xs[i], int(yt[i]), dev)
 
     def record(r: VerifyResult) -> None:
         results[r.idx] = r

@@ -39,11 +39,11 @@ from robustbench_mr.options import (  # noqa: F401 - the argparse types every co
 
 
 def add_solver_options(p: argparse.ArgumentParser) -> None:
-    """``--bounds`` and ``--solver``, shared by every command that runs the exact verifier
+    """``--bounds``, ``--solver`` and ``--branching``, shared by every command that runs the exact verifier
     (declared once, on :class:`~robustbench_mr.verifiers.runs.options.VerifyOptions`)."""
     from robustbench_mr.verifiers.runs.options import VerifyOptions
 
-    add_options(p, VerifyOptions, only=("bounds", "solver"))
+    add_options(p, VerifyOptions, only=("bounds", "solver", "branching"))
 
 
 @dataclass(frozen=True)

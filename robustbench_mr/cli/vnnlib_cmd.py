@@ -22,7 +22,7 @@ from robustbench_mr.options import add_options, option
 @dataclass(frozen=True)
 class VnnlibOptions:
     """The flags of ``mr-eval vnnlib`` (each field: flag, default, help, config key); ``--bounds``
-    and ``--solver`` are :class:`~robustbench_mr.verifiers.runs.options.VerifyOptions`' own."""
+    ``--solver`` and ``--branching`` are :class:`~robustbench_mr.verifiers.runs.options.VerifyOptions`' own."""
 
     onnx: str = option(positional=True, help="the network (.onnx)")
     vnnlib: str = option(positional=True, help="the property (.vnnlib; sat = a counterexample exists)")
@@ -57,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
     saved_stdout = os.dup(1)
     os.dup2(2, 1)
     try:
-        result = instance_in_child(check_instance, args.onnx, args.vnnlib, deadline, bounds=args.bounds, solver=args.solver)
+        result = instance_in_child(check_instance, args.onnx, args.vnnlib, deadline, bounds=args.bounds, solver=args.solver,
+                                   branching=args.branching)
     finally:
         sys.stdout.flush()
         os.dup2(saved_stdout, 1)

@@ -244,3 +244,37 @@ def test_sigterm_under_a_pipe_exits_143_and_keeps_the_rows(trained_ckpt: Path, t
     # the last status line (stderr is a pipe) counts what the database kept
     m = re.search(r"^mr-eval: attack pgd linf 8/255: stopped at (\d+)/297 \(", err, flags=re.M)
     assert m and int(m.group(1)) == kept, err
+
+
+def test_branching_is_one_option_of_every_verifying_command(capsys: pytest.CaptureFixture) -> None:
+    """``--branching`` (declared once, on VerifyOptions) reaches verify and vnnlib, babsr by
+    default; a rule that does not exist is a usage error."""
+    from robustbench_mr.verifiers.decide import BRANCHING
+
+    for name in ("verify", "vnnlib"):
+        fn, argv = COMMANDS[name]
+        assert fn([*argv, "--print-config"]) == 0
+        assert _yaml(capsys.readouterr().out)["branching"] == "babsr"
+        for rule in BRANCHING:
+            assert fn([*argv, "--branching", rule, "--print-config"]) == 0
+            assert _yaml(capsys.readouterr().out)["branching"] == rule
+        with pytest.raises(SystemExit) as exc:
+            fn([*argv, "--branching", "random"])
+        assert exc.value.code == 2
+        assert "fsb" in capsys.readouterr().err  # the choices are named
+
+
+def test_vnnlib_hands_the_branching_rule_to_the_instance(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    from robustbench_mr.verifiers.decide import instance_limit
+    from robustbench_mr.verifiers.decide.instance import InstanceResult, InstanceStatus
+
+    seen = {}
+
+    def fake(check, onnx, vnnlib, deadline, **options):  # noqa: ANN001,ANN003,ANN202
+        seen.update(options)
+        return InstanceResult(InstanceStatus.UNSAT, 0.0)
+
+    monkeypatch.setattr(instance_limit, "instance_in_child", fake)
+    assert main(["vnnlib", "net.onnx", "prop.vnnlib", "--branching", "fsb"]) == 0
+    assert capsys.readouterr().out.strip() == "unsat"
+    assert seen == {"bounds": "lp", "solver": "highs", "branching": "fsb"}

@@ -43,13 +43,13 @@ import numpy as np
 import torch
 
 from robustbench_mr.deadline import Deadline, DeadlineExceeded
+from robustbench_mr.verifiers.decide import BRANCHING, DEFAULT_BRANCHING  # noqa: F401 - BRANCHING re-exported
 from robustbench_mr.verifiers.bounds.engine import Adam, GraphBounds, backward_lower, interval_boxes, spec_coefficients, unit_rows_lower
 from robustbench_mr.verifiers.form.graph import Graph
 from robustbench_mr.verifiers.form.ops import Box, ReLU
 from robustbench_mr.verifiers.form.ops.relu import relaxation
 from robustbench_mr.verifiers.spec.property import Clause
 
-BRANCHING = ("babsr", "fsb")
 MILP_MAX_UNSTABLE = 40  # at most this many unstable ReLUs: one MILP (exact, usually fast); more: ReLU-split bab
 # up to this many, bab gets only PORTFOLIO_BAB_SHARE of the time left and the MILP the rest: on
 # Wong & Kolter's MNIST net (100-220 unstable) bab closes every robust input within 11 s, but one
@@ -110,7 +110,7 @@ class ClausesResult:
 
 
 def bab_clauses(graph: Graph, gb: GraphBounds, clauses: Sequence[tuple[int, Clause]], deadline: Deadline,
-                confirm: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray] | None], branching: str = "babsr") -> ClausesResult:
+                confirm: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray] | None], branching: str = DEFAULT_BRANCHING) -> ClausesResult:
     """ReLU-split bab on each ``(key, clause)`` in turn (the likeliest reachable first, as the caller
     orders them) until one yields a counterexample that ``confirm`` (the caller's forward pass on
     its own model, float64) accepts, or the deadline passes: the one driver of the chain and the
@@ -359,7 +359,7 @@ def _initial_alphas(problem: _Problem, D: int) -> dict[int, torch.Tensor]:
     return out
 
 
-def relu_bab(graph: Graph, gb: GraphBounds, clause: Clause, deadline: Deadline, batch: int = 256, branching: str = "babsr",
+def relu_bab(graph: Graph, gb: GraphBounds, clause: Clause, deadline: Deadline, batch: int = 256, branching: str = DEFAULT_BRANCHING,
              root_iters: int = ROOT_ITERS, iters: int = DOMAIN_ITERS, max_open: int = 400_000) -> BabResult:
     """Prove the clause unreachable (every row set C y <= d empty) over the box of ``gb``
     (its first box), or run out of time (or past ``max_open`` open domains, fewer where they

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from robustbench_mr.verifiers.bounds.methods import DEFAULT_BOUNDS
+from robustbench_mr.verifiers.decide import DEFAULT_BRANCHING
 from robustbench_mr.verifiers.bounds.compute import compute_bounds
 from robustbench_mr.verifiers.bounds.chain import Bounds, spec_lower_bounds
 from robustbench_mr.verifiers.milp.model import MilpOutcome
@@ -111,7 +112,7 @@ def _escalated_bounds(network: Network, prop: Property, bounds: str, time_left: 
 
 
 def _relu_bab_clauses(network: Network, prop: Property, b: Bounds, open_clauses: list, deadline: "Deadline",
-                      clock: "StageClock") -> tuple[list, str, tuple[np.ndarray, np.ndarray] | None]:
+                      clock: "StageClock", branching: str) -> tuple[list, str, tuple[np.ndarray, np.ndarray] | None]:
     """ReLU-split branch and bound (``bab.bab_clauses``) on each open clause over the chain's graph
     (``form/from_chain``), from the bounds ``b``: the clauses it does not prove, what it did, and a
     counterexample confirmed by the chain's float64 forward pass, or None."""
@@ -126,14 +127,15 @@ def _relu_bab_clauses(network: Network, prop: Property, b: Bounds, open_clauses:
     box = (torch.as_tensor(prop.lower, dtype=torch.float64).reshape(1, -1), torch.as_tensor(prop.upper, dtype=torch.float64).reshape(1, -1))
     layers = [(torch.as_tensor(l, dtype=torch.float64).reshape(1, -1), torch.as_tensor(u, dtype=torch.float64).reshape(1, -1)) for l, u in zip(b.lower, b.upper)]
     gb = GraphBounds(chain_boxes(box, layers, len(network.affines)), b.method)
-    r = bab_clauses(graph, gb, list(enumerate(clause for _, clause in open_clauses)), deadline, lambda x: _confirmed(network, prop, x))
+    r = bab_clauses(graph, gb, list(enumerate(clause for _, clause in open_clauses)), deadline, lambda x: _confirmed(network, prop, x),
+                    branching=branching)
     clock.domains, clock.max_depth = r.domains, r.max_depth
     return [open_clauses[k] for k in r.left_open], r.message, r.counterexample
 
 
 def check_property(network: Network, prop: Property, timeout: "float | Deadline", bounds: str = DEFAULT_BOUNDS, warm_start: np.ndarray | None = None,
                    early_stop: bool = True, samples: int = RANDOM_SAMPLES, seed: int = 0, solver: str = "highs",
-                   input_split: bool | None = None) -> PropertyResult:
+                   input_split: bool | None = None, branching: str = DEFAULT_BRANCHING) -> PropertyResult:
     """Decide ``prop`` on ``network`` within ``timeout``: wall seconds from the call, or the
     caller's own ``Deadline`` (a VNN-COMP instance's, which started with its first byte), which
     every stage asks for the time left.
@@ -142,17 +144,18 @@ def check_property(network: Network, prop: Property, timeout: "float | Deadline"
     ``bench/verify.py``); verdicts are the same. ``solver``: highs (default, in-process) or
     cbc / gurobi / cplex through PuLP (``milp/pulp_solver.py``). ``input_split``: decide the clauses
     left open by input-domain branch and bound (``decide/input_split.py``) instead of the MILP; default
-    (None): when the network has at most ``INPUT_SPLIT_MAX_INPUTS`` inputs.
+    (None): when the network has at most ``INPUT_SPLIT_MAX_INPUTS`` inputs. ``branching``: ReLU-split
+    bab's rule (``decide.BRANCHING``: babsr or fsb).
     The result's ``stages`` / ``search`` / ``domains`` say where the time went (``stages.py``).
     """
     from robustbench_mr.verifiers.decide.stages import StageClock
 
     clock = StageClock()
-    return clock.stamp(_check_property(network, prop, timeout, bounds, warm_start, early_stop, samples, seed, solver, input_split, clock))
+    return clock.stamp(_check_property(network, prop, timeout, bounds, warm_start, early_stop, samples, seed, solver, input_split, branching, clock))
 
 
 def _check_property(network: Network, prop: Property, timeout: "float | Deadline", bounds: str, warm_start: np.ndarray | None, early_stop: bool,
-                    samples: int, seed: int, solver: str, input_split: bool | None, clock: "StageClock") -> PropertyResult:
+                    samples: int, seed: int, solver: str, input_split: bool | None, branching: str, clock: "StageClock") -> PropertyResult:
     from robustbench_mr.deadline import Deadline
 
     start = time.perf_counter()
@@ -222,7 +225,7 @@ def _check_property(network: Network, prop: Property, timeout: "float | Deadline
         # beta-CROWN bounds (decide/bab.py) proves clause by clause; what it leaves open (out of
         # its memory cap, or a fully fixed domain its LP does not close) goes to the MILP
         # below PORTFOLIO_MAX_UNSTABLE, bab on its own share of the time, then the MILP
-        bab_open, bab_msg, hit = _relu_bab_clauses(network, prop, b, open_clauses, bab_deadline(deadline, unstable), clock)
+        bab_open, bab_msg, hit = _relu_bab_clauses(network, prop, b, open_clauses, bab_deadline(deadline, unstable), clock, branching)
         if hit is not None:
             return PropertyResult(PropertyStatus.SAT, hit[0], hit[1], elapsed(), f"relu-split bab counterexample ({bab_msg})", unstable, 0, bounds + "+bab")
         if not bab_open:

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from robustbench_mr.deadline import Deadline
+from robustbench_mr.verifiers.decide import DEFAULT_BRANCHING
 from robustbench_mr.verifiers.bounds.engine import node_bounds, spec_lower
 from robustbench_mr.verifiers.form.graph import Graph
 from robustbench_mr.verifiers.spec.property import Property
@@ -50,7 +51,7 @@ def open_clauses(prop: Property, lower_rows: np.ndarray) -> list[int]:
 
 
 def check_graph_property(graph: Graph, prop: Property, deadline: Deadline, bounds: str = "alpha", solver: str = "highs",
-                         branching: str = "babsr") -> PropertyResult:
+                         branching: str = DEFAULT_BRANCHING) -> PropertyResult:
     """Decide ``prop`` on the graph form within ``deadline`` (module doc); the result's
     ``stages`` / ``search`` / ``domains`` / ``max_depth`` say where the time went."""
     from robustbench_mr.verifiers.decide.stages import StageClock

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from robustbench_mr.verifiers.decide import DEFAULT_BRANCHING
 from robustbench_mr.verifiers.form.chain import Network
 from robustbench_mr.verifiers.spec.property import Property
 from robustbench_mr.verifiers.spec.vnnlib import read_vnnlib
@@ -177,7 +178,8 @@ def _check_instance(onnx_path: str | Path, vnnlib_path: str | Path, timeout: flo
                 from robustbench_mr.verifiers.decide.graph import check_graph_property
 
                 r = check_graph_property(net, prop, deadline, bounds=str(solver_options.get("bounds", "alpha")),
-                                         solver=str(solver_options.get("solver", "highs")))
+                                         solver=str(solver_options.get("solver", "highs")),
+                                         branching=str(solver_options.get("branching", DEFAULT_BRANCHING)))
         except Exception as exc:  # noqa: BLE001 - one instance's failure must not stop a benchmark
             statuses.append("error")
             messages.append(f"property {k}: {type(exc).__name__}: {exc}")

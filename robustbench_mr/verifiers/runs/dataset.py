@@ -45,6 +45,7 @@ from robustbench_mr.errors import UserError
 from robustbench_mr.verifiers.bounds.methods import BOUND_METHODS, DEFAULT_BOUNDS  # noqa: F401 - names re-exported
 from robustbench_mr.verifiers.bounds.chain import interval_bounds  # noqa: F401 - names re-exported
 from robustbench_mr.verifiers.milp.solvers import SOLVERS  # noqa: F401 - re-exported
+from robustbench_mr.verifiers.decide import DEFAULT_BRANCHING
 from robustbench_mr.verifiers.form.chain import Network
 from robustbench_mr.verifiers.spec.property import robustness_property
 from robustbench_mr.verifiers.decide.chain import PropertyStatus, check_property
@@ -144,8 +145,16 @@ def confirm_counterexample(model64: nn.Module, network: Network, x0: np.ndarray,
 _LABEL_ARG = 4  # position of ``label`` in verify_one's arguments
 
 
+def one_input_args(options: VerifyOptions, model64: nn.Module, network: Any, idx: int, x: np.ndarray, label: int, device: str) -> tuple:
+    """``verify_one``'s arguments for input ``idx`` of a run with ``options`` (the one place that
+    maps the options onto them: ``mr-eval verify`` and ``api.verify`` both call it)."""
+    return (model64, network, idx, x, label, options.eps, options.timeout, options.bounds, options.pgd_steps, options.pgd_restarts,
+            options.seed, options.solver, device, options.branching)
+
+
 def verify_one(model64: nn.Module, network: Network, idx: int, x: np.ndarray, label: int, eps: float, timeout: float, bounds: str,
-               pgd_steps: int, pgd_restarts: int, seed: int, solver: str = "highs", device: str = "cpu") -> VerifyResult:
+               pgd_steps: int, pgd_restarts: int, seed: int, solver: str = "highs", device: str = "cpu",
+               branching: str = DEFAULT_BRANCHING) -> VerifyResult:
     """Decide one input (runs in a worker; never raises: failures become ``error``). ``device``:
     where a graph-form network is bounded (``--device``)."""
     from robustbench_mr.threads import worker_threads
@@ -166,7 +175,8 @@ def verify_one(model64: nn.Module, network: Network, idx: int, x: np.ndarray, la
                 from robustbench_mr.verifiers.bounds.engine import resolve_device
 
                 network = network.to(resolve_device(device))
-            return _verify_one_graph(model64, network, idx, x, xt, label, pred, prop, eps, timeout, bounds, pgd_steps, pgd_restarts, seed, solver, start)
+            return _verify_one_graph(model64, network, idx, x, xt, label, pred, prop, eps, timeout, bounds, pgd_steps, pgd_restarts, seed, solver,
+                                     branching, start)
         # interval bounds first: nearly free, and they alone prove many inputs of certifiably
         # trained nets, which then need no attack at all
         ib = interval_bounds(network, prop.lower, prop.upper)
@@ -181,14 +191,15 @@ def verify_one(model64: nn.Module, network: Network, idx: int, x: np.ndarray, la
                                 stages={"attack": round(secs, 4)}, search="attack")
         # PGD has searched the ball already: no extra random samples (the MILP is exact anyway)
         r = check_property(network, prop, timeout - (time.perf_counter() - start), bounds=bounds, warm_start=x_pgd, seed=seed + idx, solver=solver,
-                           samples=0)
+                           samples=0, branching=branching)
         return _input_result(r, model64, network, idx, x, label, pred, eps, start)
     except Exception as exc:  # noqa: BLE001 - one input's failure is recorded, the run goes on
         return VerifyResult(idx, label, -1, VerifyStatus.ERROR, time.perf_counter() - start, message=f"{type(exc).__name__}: {exc}")
 
 
 def _verify_one_graph(model64: nn.Module, graph: Any, idx: int, x: np.ndarray, xt: torch.Tensor, label: int, pred: int, prop: Any, eps: float,
-                      timeout: float, bounds: str, pgd_steps: int, pgd_restarts: int, seed: int, solver: str, start: float) -> VerifyResult:
+                      timeout: float, bounds: str, pgd_steps: int, pgd_restarts: int, seed: int, solver: str, branching: str,
+                      start: float) -> VerifyResult:
     """``verify_one`` on the graph form: interval bounds, PGD, then the graph decision
     (CROWN, alpha-CROWN, the graph MILP on small nets; ``decide/graph.py``), one deadline."""
     from robustbench_mr.deadline import Deadline
@@ -202,7 +213,7 @@ def _verify_one_graph(model64: nn.Module, graph: Any, idx: int, x: np.ndarray, x
     x_pgd = _pgd(model64, xt, label, eps, pgd_steps, pgd_restarts, seed + idx, deadline).reshape(-1).numpy()
     if confirm_counterexample(model64, graph, x, x_pgd, label, eps):
         return VerifyResult(idx, label, pred, VerifyStatus.FALSIFIED, time.perf_counter() - start, True, message="PGD", counterexample=x_pgd)
-    r = check_graph_property(graph, prop, deadline, bounds=bounds, solver=solver)
+    r = check_graph_property(graph, prop, deadline, bounds=bounds, solver=solver, branching=branching)
     return _input_result(r, model64, graph, idx, x, label, pred, eps, start)
 
 
@@ -432,7 +443,8 @@ def verify(options: VerifyOptions, loaded: Any = None) -> VerifySummary:
 
         def record(r: VerifyResult) -> None:
             details = dict(pgd_broken=r.pgd_broken, unstable_relus=r.unstable_relus, binaries=r.binaries, bound_method=r.bound_method,
-                           dual_bound=r.dual_bound, message=r.message, stages=r.stages, search=r.search)
+                           dual_bound=r.dual_bound, message=r.message, stages=r.stages, search=r.search,
+                           branching=options.branching)
             if r.counterexample is not None:
                 cex_dir.mkdir(parents=True, exist_ok=True)
                 f = cex_dir / f"{loaded.sha256[:16]}_{dataset}_{split_tag(split)}_{r.idx}_eps{options.eps:.6g}.npy"
@@ -445,8 +457,7 @@ def verify(options: VerifyOptions, loaded: Any = None) -> VerifySummary:
             bar.update(r.status.value)
 
         def args_of(i: int) -> tuple:
-            return (model64, network, i, x_all[i], int(y_all[i]), options.eps, options.timeout, options.bounds,
-                    options.pgd_steps, options.pgd_restarts, options.seed, options.solver, device)
+            return one_input_args(options, model64, network, i, x_all[i], int(y_all[i]), device)
 
         bar = Progress(len(todo), "verify", enabled=options.progress)
         try:

@@ -16,6 +16,7 @@ from robustbench_mr.errors import UserError
 from robustbench_mr.options import eps_arg, nonneg_int, option, positive_float, positive_int
 from robustbench_mr.utils.splits import split_arg
 from robustbench_mr.verifiers.bounds.methods import BOUND_METHODS, DEFAULT_BOUNDS
+from robustbench_mr.verifiers.decide import BRANCHING, DEFAULT_BRANCHING
 from robustbench_mr.verifiers.milp.solvers import SOLVERS
 
 METHOD_PREFIX = "milp"
@@ -91,6 +92,8 @@ class VerifyOptions:
     db: str = option("runs/results.sqlite", help="SQLite results database")
     seed: int = option(0, type=nonneg_int, help="seed of the PGD falsification and the MILP")
     solver: str = option("highs", choices=SOLVERS, help="MILP solver: highs (in-process) or cbc / gurobi / cplex through PuLP (cbc ships with PuLP)")
+    branching: str = option(DEFAULT_BRANCHING, choices=BRANCHING, help="ReLU-split branch and bound's branching rule: babsr (Bunel et al. "
+                            "2020) or fsb (filtered smart branching: both children of the 3 best BaBSR candidates bounded, the best split kept)")
     device: str = option("auto", type=device_arg, help="where the bound engine runs for graph-form networks (residual, pooled): "
                          "auto (CUDA when present), cpu, cuda, cuda:N; float64 on every device; chain networks stay on the CPU")
     backend: str = option("loky", choices=BACKENDS, help="joblib backend: loky (this machine) or dask (a cluster)")
@@ -104,6 +107,8 @@ class VerifyOptions:
             raise UserError(f"--bounds {self.bounds!r}: choose one of {', '.join(BOUND_METHODS)}")
         if self.solver not in SOLVERS:
             raise UserError(f"--solver {self.solver!r}: choose one of {', '.join(SOLVERS)}")
+        if self.branching not in BRANCHING:
+            raise UserError(f"--branching {self.branching!r}: choose one of {', '.join(BRANCHING)}")
         from robustbench_mr.verifiers.milp.pulp_solver import check_available
 
         check_available(self.solver)  # a one-line error when cbc / gurobi / cplex is not installed

@@ -154,6 +154,19 @@ def test_check_property_chooses_relu_bab_and_agrees_with_the_milp(monkeypatch: p
     assert all(r.search == "milp" for r in milp_side if r.unstable_relus > 0 and r.status is PropertyStatus.UNSAT)
 
 
+def test_check_property_passes_its_branching_rule_to_relu_bab() -> None:
+    """``check_property(branching=...)`` is the rule bab runs (its message names it), and both
+    rules reach the same verdict on the bab-route net above."""
+    rng = np.random.default_rng(11)
+    net = random_net(rng, [6, 48, 48, 4], bias_scale=0.1)
+    x = rng.uniform(0.3, 0.7, size=6)
+    prop = robustness_property(x, int(np.argmax(net.forward(x))), 0.2, 4)
+    out = {rule: check_property(net, prop, 30.0, bounds="crown", samples=0, input_split=False, branching=rule) for rule in bab.BRANCHING}
+    for rule, r in out.items():
+        assert r.search == "relu-bab" and f"({rule}, " in r.message, (rule, r.message)
+    assert len({r.status for r in out.values()}) == 1 and out["babsr"].status in (PropertyStatus.SAT, PropertyStatus.UNSAT)
+
+
 def test_bab_time_share_leaves_the_milp_the_rest_up_to_the_portfolio_limit() -> None:
     assert bab.bab_time_share(bab.MILP_MAX_UNSTABLE + 1) == bab.PORTFOLIO_BAB_SHARE < 1.0
     assert bab.bab_time_share(bab.PORTFOLIO_MAX_UNSTABLE) == bab.PORTFOLIO_BAB_SHARE
