@@ -8,6 +8,7 @@ truth: must be 0), unknown, timeout, error. Exit status 1 if any answer is wrong
     .venv/bin/python bench/soundness.py                    # 40 seeds per family
     .venv/bin/python bench/soundness.py --seeds 200 --jobs 2 --timeout 20
     .venv/bin/python bench/soundness.py --route bab+milp     # bab forced, the MILP after it
+    .venv/bin/python bench/soundness.py --route bab --branching fsb
 """
 
 from __future__ import annotations
@@ -49,9 +50,9 @@ ROUTES = {  # --route: (bab.MILP_MAX_UNSTABLE, bab.PORTFOLIO_BAB_SHARE); None: a
 
 
 def run_case(case: Case, generator: str, variant, settings: list[tuple[str, str]], timeout: float, folder: str,
-             route: str = "shape") -> list[tuple[str, str, str, str, str]]:
+             route: str = "shape", branching: str = "babsr") -> list[tuple[str, str, str, str, str]]:
     """(generator, setting, status, expected, search that ran last) for each setting on one variant (a Network or an
-    ONNX extra name), the complete search forced as ``route`` says (``ROUTES``)."""
+    ONNX extra name), the complete search forced as ``route`` says (``ROUTES``), bab branching by ``branching``."""
     from robustbench_mr.verifiers.decide import bab
     from robustbench_mr.verifiers.decide.chain import check_property
 
@@ -77,7 +78,7 @@ def run_case(case: Case, generator: str, variant, settings: list[tuple[str, str]
     for bounds, solver in settings:
         search = "-"
         try:
-            r = check_property(variant, case.prop, timeout=timeout, samples=0, bounds=bounds, solver=solver)
+            r = check_property(variant, case.prop, timeout=timeout, samples=0, bounds=bounds, solver=solver, branching=branching)
             status, search = r.status.value, r.search or "-"
             if status == "sat" and not case.prop.is_violated_by(variant.forward(r.counterexample)):
                 status = "wrong-counterexample"
@@ -114,6 +115,7 @@ def main() -> int:
     ap.add_argument("--timeout", type=float, default=10.0, help="seconds per verifier run")
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--no-cbc", action="store_true", help="HiGHS only")
+    ap.add_argument("--branching", choices=("babsr", "fsb"), default="babsr", help="ReLU-split bab's branching rule (with --route bab / bab+milp)")
     ap.add_argument("--route", choices=tuple(ROUTES), default="shape", help="force the complete search (default: as the problem's shape chooses)")
     args = ap.parse_args()
     from joblib import Parallel, delayed
@@ -127,7 +129,7 @@ def main() -> int:
     work = [w for ws in work for w in ws]
     for s in (1.0, *SCALES):  # the issue's minimal |x0| case at every scale
         work.append((abs_case(s), "abs(x0) via 1/s relu(s x0)", abs_case(s).net, _settings(solvers)))
-    rows = Parallel(n_jobs=args.jobs)(delayed(run_case)(c, g, v, st, args.timeout, folder, args.route) for c, g, v, st in work)
+    rows = Parallel(n_jobs=args.jobs)(delayed(run_case)(c, g, v, st, args.timeout, folder, args.route, args.branching) for c, g, v, st in work)
     table: dict[str, Counter] = defaultdict(Counter)
     wrong = []
     searches: Counter = Counter()
@@ -144,7 +146,7 @@ def main() -> int:
             t["error"] += 1
         else:
             t[status] += 1
-    print(f"# soundness fuzz: {args.seeds} seeds per family, route {args.route}, timeout {args.timeout:g} s, solvers {'+'.join(solvers)}, "
+    print(f"# soundness fuzz: {args.seeds} seeds per family, route {args.route}, branching {args.branching}, timeout {args.timeout:g} s, solvers {'+'.join(solvers)}, "
           f"bounds {'/'.join(BOUND_METHODS)}, wall {time.perf_counter() - start:.0f} s")
     print("| generator | runs | correct | wrong | unknown | timeout | error |")
     print("|---|---|---|---|---|---|---|")
