@@ -21,7 +21,7 @@ from robustbench_mr.options import add_options, option
 
 @dataclass(frozen=True)
 class VnnlibOptions:
-    """The flags of ``mr-eval vnnlib`` (each field: flag, default, help, config key); ``--bounds``
+    """The flags of ``mr-eval vnnlib`` (each field: flag, default, help, config key); ``--bounds``,
     ``--solver`` and ``--branching`` are :class:`~robustbench_mr.verifiers.runs.options.VerifyOptions`' own."""
 
     onnx: str = option(positional=True, help="the network (.onnx)")

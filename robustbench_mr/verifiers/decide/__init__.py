@@ -6,4 +6,3 @@ Kept import-free, so that naming a stage loads no engine."""
 # branching (De Palma et al. 2021); here so that the CLI's ``--branching`` loads no engine
 BRANCHING = ("babsr", "fsb")
 DEFAULT_BRANCHING = "babsr"
-

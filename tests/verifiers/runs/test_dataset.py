@@ -48,6 +48,7 @@ def test_cli_verify_is_sound_and_resumes(digits_mlp_ckpt: Path, tmp_path: Path, 
     with ResultsDB(db) as d:
         rows = d.rows(kind="verify", ckpt_sha=meta.sha256)
     assert len(rows) == 30 and {r.idx for r in rows} == set(range(30))
+    assert {r.details["branching"] for r in rows} == {"babsr"}  # every row says how its search branched
     statuses = [r.status for r in rows]
     assert statuses.count("verified") >= 5 and statuses.count("falsified") >= 1, statuses
     for r in rows:
