@@ -26,6 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from robustbench_mr.verifiers.bounds.methods import BOUND_METHODS  # noqa: E402
+from robustbench_mr.verifiers.decide import BRANCHING, DEFAULT_BRANCHING  # noqa: E402
 from tests.verifiers.soundness_cases import (  # noqa: E402
     ONNX_EXTRAS, Case, abs_case, permute, random_case, rescale, split_neuron, write_onnx, write_vnnlib,
 )
@@ -50,7 +51,7 @@ ROUTES = {  # --route: (bab.MILP_MAX_UNSTABLE, bab.PORTFOLIO_BAB_SHARE); None: a
 
 
 def run_case(case: Case, generator: str, variant, settings: list[tuple[str, str]], timeout: float, folder: str,
-             route: str = "shape", branching: str = "babsr") -> list[tuple[str, str, str, str, str]]:
+             route: str = "shape", branching: str = DEFAULT_BRANCHING) -> list[tuple[str, str, str, str, str]]:
     """(generator, setting, status, expected, search that ran last) for each setting on one variant (a Network or an
     ONNX extra name), the complete search forced as ``route`` says (``ROUTES``), bab branching by ``branching``."""
     from robustbench_mr.verifiers.decide import bab
@@ -115,7 +116,7 @@ def main() -> int:
     ap.add_argument("--timeout", type=float, default=10.0, help="seconds per verifier run")
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--no-cbc", action="store_true", help="HiGHS only")
-    ap.add_argument("--branching", choices=("babsr", "fsb"), default="babsr", help="ReLU-split bab's branching rule (with --route bab / bab+milp)")
+    ap.add_argument("--branching", choices=BRANCHING, default=DEFAULT_BRANCHING, help="ReLU-split bab's branching rule (with --route bab / bab+milp)")
     ap.add_argument("--route", choices=tuple(ROUTES), default="shape", help="force the complete search (default: as the problem's shape chooses)")
     args = ap.parse_args()
     from joblib import Parallel, delayed
