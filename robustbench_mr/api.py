@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from robustbench_mr.errors import UserError
+from robustbench_mr.verifiers.decide import DEFAULT_BRANCHING  # import-free: the one default of --branching
 
 if TYPE_CHECKING:
     import numpy as np
@@ -123,7 +124,7 @@ def _check_labels(y: torch.Tensor, num_classes: int, what: str) -> None:
 
 def verify(model: ModelLike, x: Any = None, y: Any = None, eps: float | None = None, *, timeout: float = 30.0, bounds: str | None = None,
            solver: str = "highs", jobs: int = 1, seed: int = 0, pgd_steps: int = 20, pgd_restarts: int = 1,
-           device: str = "auto", branching: str = "babsr") -> list[VerifyResult]:
+           device: str = "auto", branching: str = DEFAULT_BRANCHING) -> list[VerifyResult]:
     """Exact L-inf robustness of ``model`` at each input ``x[i]`` with label ``y[i]`` in the ball
     of radius ``eps`` (clipped to [0,1]): one :class:`~robustbench_mr.verifiers.status.VerifyResult`
     per input, in order (``idx`` is the position in ``x``).

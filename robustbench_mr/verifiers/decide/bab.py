@@ -43,7 +43,7 @@ import numpy as np
 import torch
 
 from robustbench_mr.deadline import Deadline, DeadlineExceeded
-from robustbench_mr.verifiers.decide import BRANCHING, DEFAULT_BRANCHING  # noqa: F401 - BRANCHING re-exported
+from robustbench_mr.verifiers.decide import BRANCHING, DEFAULT_BRANCHING
 from robustbench_mr.verifiers.bounds.engine import Adam, GraphBounds, backward_lower, interval_boxes, spec_coefficients, unit_rows_lower
 from robustbench_mr.verifiers.form.graph import Graph
 from robustbench_mr.verifiers.form.ops import Box, ReLU
