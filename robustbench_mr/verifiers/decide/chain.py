@@ -6,7 +6,8 @@ spec lower bound is positive is unreachable, no MILP) -> the complete search the
 calls for: input-domain branch and bound for low-dimensional inputs (``decide/input_split.py``),
 ReLU-split branch and bound with beta-CROWN bounds above ``bab.MILP_MAX_UNSTABLE`` unstable
 ReLUs (``decide/bab.py``; what it leaves open goes on: up to ``bab.PORTFOLIO_MAX_UNSTABLE`` it
-gets a share of the time, ``bab_time_share``, and the MILP the rest), and one big-M MILP per remaining clause,
+gets a share of the time left at each clause's turn, ``bab_time_share``, and the MILP the rest
+from the first clause it does not close in its share), and one big-M MILP per remaining clause,
 most promising clause first, stopping as soon as one clause is reachable. The result's
 ``search`` says which ran.
 
@@ -112,9 +113,9 @@ def _escalated_bounds(network: Network, prop: Property, bounds: str, time_left: 
 
 
 def _relu_bab_clauses(network: Network, prop: Property, b: Bounds, open_clauses: list, deadline: "Deadline",
-                      clock: "StageClock", branching: str) -> tuple[list, str, tuple[np.ndarray, np.ndarray] | None]:
-    """ReLU-split branch and bound (``bab.bab_clauses``) on each open clause over the chain's graph
-    (``form/from_chain``), from the bounds ``b``: the clauses it does not prove, what it did, and a
+                      clock: "StageClock", branching: str, share: float) -> tuple[list, str, tuple[np.ndarray, np.ndarray] | None]:
+    """ReLU-split branch and bound (``bab.bab_clauses``, ``share`` of the time left per clause) on
+    each open clause over the chain's graph (``form/from_chain``), from the bounds ``b``: the clauses it does not prove, what it did, and a
     counterexample confirmed by the chain's float64 forward pass, or None."""
     import torch
 
@@ -128,7 +129,7 @@ def _relu_bab_clauses(network: Network, prop: Property, b: Bounds, open_clauses:
     layers = [(torch.as_tensor(l, dtype=torch.float64).reshape(1, -1), torch.as_tensor(u, dtype=torch.float64).reshape(1, -1)) for l, u in zip(b.lower, b.upper)]
     gb = GraphBounds(chain_boxes(box, layers, len(network.affines)), b.method)
     r = bab_clauses(graph, gb, list(enumerate(clause for _, clause in open_clauses)), deadline, lambda x: _confirmed(network, prop, x),
-                    branching=branching)
+                    branching=branching, share=share)
     clock.domains, clock.max_depth = r.domains, r.max_depth
     return [open_clauses[k] for k in r.left_open], r.message, r.counterexample
 
@@ -218,14 +219,14 @@ def _check_property(network: Network, prop: Property, timeout: "float | Deadline
 
     open_clauses.sort(key=lambda tc: -tc[0])  # most likely reachable first
     bab_note = ""
-    from robustbench_mr.verifiers.decide.bab import bab_deadline, prefer_relu_bab
+    from robustbench_mr.verifiers.decide.bab import bab_time_share, prefer_relu_bab
 
     if prefer_relu_bab(unstable, bounds):
         # many unstable ReLUs: one MILP rarely finishes; ReLU-split branch and bound with
         # beta-CROWN bounds (decide/bab.py) proves clause by clause; what it leaves open (out of
         # its memory cap, or a fully fixed domain its LP does not close) goes to the MILP
-        # below PORTFOLIO_MAX_UNSTABLE, bab on its own share of the time, then the MILP
-        bab_open, bab_msg, hit = _relu_bab_clauses(network, prop, b, open_clauses, bab_deadline(deadline, unstable), clock, branching)
+        # below PORTFOLIO_MAX_UNSTABLE, bab on its share of the time left per clause, then the MILP
+        bab_open, bab_msg, hit = _relu_bab_clauses(network, prop, b, open_clauses, deadline, clock, branching, bab_time_share(unstable))
         if hit is not None:
             return PropertyResult(PropertyStatus.SAT, hit[0], hit[1], elapsed(), f"relu-split bab counterexample ({bab_msg})", unstable, 0, bounds + "+bab")
         if not bab_open:

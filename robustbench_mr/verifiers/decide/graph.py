@@ -4,8 +4,8 @@ Escalation, each stage only while some clause is open and under one ``Deadline``
 interval bounds -> CROWN (intermediate bounds by back-substitution) -> alpha-CROWN on the
 spec rows -> the MILP of the graph (``milp/graph.py``) when it has at most
 ``bab.MILP_MAX_UNSTABLE`` unstable ReLUs, else branch and bound over ReLU splits (``decide/bab.py``;
-up to ``bab.PORTFOLIO_MAX_UNSTABLE`` on its share of the time, ``bab_time_share``, the graph
-MILP taking the clauses it left open). ``sat`` only with a point whose float64 forward pass
+up to ``bab.PORTFOLIO_MAX_UNSTABLE`` on its share of the time left per clause, ``bab_time_share``,
+the graph MILP taking the clauses it left open). ``sat`` only with a point whose float64 forward pass
 satisfies a clause (the caller's falsifier runs first); ``unsat`` only when every clause has
 a row whose sound lower bound exceeds its right-hand side, or the MILP proves it; otherwise
 ``unknown`` (nothing decides; e.g. a branch-and-bound domain with every ReLU fixed that its
@@ -96,8 +96,8 @@ def _check_graph_property(graph: Graph, prop: Property, deadline: Deadline, boun
         clock.enter("milp", "milp")
         return solve_graph_property(graph, prop, gb, deadline, solver=solver, start=start, unstable=unstable)
     # many: branch and bound over ReLU splits, clause by clause (decide/bab.py); up to
-    # bab.PORTFOLIO_MAX_UNSTABLE on its share of the time, the graph MILP deciding what it left open
-    from robustbench_mr.verifiers.decide.bab import bab_clauses, bab_deadline, bab_time_share
+    # bab.PORTFOLIO_MAX_UNSTABLE on its share of the time left per clause, the graph MILP deciding what it left open
+    from robustbench_mr.verifiers.decide.bab import bab_clauses, bab_time_share
 
     def confirm(x: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         y = graph.forward(x)
@@ -106,7 +106,7 @@ def _check_graph_property(graph: Graph, prop: Property, deadline: Deadline, boun
     share = bab_time_share(unstable)
     clock.enter("bab", "relu-bab")
     ks = open_clauses(prop, low)
-    r = bab_clauses(graph, gb, [(k, prop.clauses[k]) for k in ks], bab_deadline(deadline, unstable), confirm, branching=branching)
+    r = bab_clauses(graph, gb, [(k, prop.clauses[k]) for k in ks], deadline, confirm, branching=branching, share=share)
     clock.domains, clock.max_depth = r.domains, r.max_depth
     if r.counterexample is not None:
         return PropertyResult(PropertyStatus.SAT, r.counterexample[0], r.counterexample[1], time.perf_counter() - start,

@@ -6,6 +6,7 @@ not change a verdict (function-preserving rescaling, neuron permutation)."""
 from __future__ import annotations
 
 import functools
+import time
 
 import numpy as np
 import pytest
@@ -171,6 +172,52 @@ def test_bab_time_share_leaves_the_milp_the_rest_up_to_the_portfolio_limit() -> 
     assert bab.bab_time_share(bab.MILP_MAX_UNSTABLE + 1) == bab.PORTFOLIO_BAB_SHARE < 1.0
     assert bab.bab_time_share(bab.PORTFOLIO_MAX_UNSTABLE) == bab.PORTFOLIO_BAB_SHARE
     assert bab.bab_time_share(bab.PORTFOLIO_MAX_UNSTABLE + 1) == 1.0
+
+
+def _timed_bab(monkeypatch: pytest.MonkeyPatch, closes: dict[int, bool], seconds: float) -> tuple[list[tuple[int, float, float]], list[Deadline]]:
+    """``bab.relu_bab`` replaced by one that takes ``seconds`` per clause (or runs until its own
+    deadline where ``closes`` says it does not close the clause, keyed by the clause's d); each
+    call's (clause, its deadline's time left, the caller's time left) at its start."""
+    calls: list[tuple[int, float, float]] = []
+    outer: list[Deadline] = []
+
+    def fake(graph, gb, clause, deadline, branching="babsr"):  # noqa: ANN001 - bab.relu_bab's signature
+        key = int(clause.d[0])
+        calls.append((key, deadline.left(), outer[0].left()))
+        if closes[key]:
+            time.sleep(seconds)
+            return bab.BabResult(True, 1, 0, 0, seconds, "closed")
+        while not deadline.expired():
+            time.sleep(0.005)
+        return bab.BabResult(False, 1, 0, 1, 0.0, "time up")
+
+    monkeypatch.setattr(bab, "relu_bab", fake)
+    return calls, outer
+
+
+def test_each_clause_gets_its_share_of_the_time_left_at_its_turn(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With ``share`` < 1 bab gets that fraction of the time left at each clause's turn (so it
+    goes on while it closes clause after clause, past the share of the whole time), and the first
+    clause that spends its share leaves itself and every later clause to the MILP, which then
+    has at least 1 - share of that moment's time."""
+    clauses = [(k, Clause(np.ones((1, 2)), np.array([float(k)]))) for k in range(6)]
+    calls, outer = _timed_bab(monkeypatch, {k: True for k in range(6)}, 0.05)
+    outer.append(Deadline(0.4))
+    r = bab.bab_clauses(None, None, clauses, outer[0], lambda x: None, share=1 / 3)  # type: ignore[arg-type]
+    assert r.left_open == () and [c[0] for c in calls] == list(range(6))  # 0.3 s of bab, past a third of 0.4 s
+    for _, own, whole in calls:
+        assert own <= whole / 3 + 1e-3 and own >= whole / 3 - 0.01
+    calls, outer = _timed_bab(monkeypatch, {0: True, 1: False, 2: True, 3: True}, 0.02)
+    outer.append(Deadline(0.6))
+    r = bab.bab_clauses(None, None, clauses[:4], outer[0], lambda x: None, share=1 / 3)  # type: ignore[arg-type]
+    assert [c[0] for c in calls] == [0, 1] and r.left_open == (1, 2, 3), r.message
+    assert "its share of the time spent" in r.message
+    assert outer[0].left() >= (2 / 3) * calls[1][2] - 0.02
+    # share 1: the caller's own deadline for every clause, and a clause left open does not stop the next
+    calls, outer = _timed_bab(monkeypatch, {0: True, 1: True}, 0.0)
+    outer.append(Deadline(5.0))
+    r = bab.bab_clauses(None, None, clauses[:2], outer[0], lambda x: None)  # type: ignore[arg-type]
+    assert r.left_open == () and all(abs(own - whole) < 0.05 for _, own, whole in calls)
 
 
 def test_what_bab_leaves_open_in_its_share_the_milp_decides(monkeypatch: pytest.MonkeyPatch) -> None:
