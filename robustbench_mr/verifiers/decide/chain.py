@@ -115,8 +115,9 @@ def _escalated_bounds(network: Network, prop: Property, bounds: str, time_left: 
 def _relu_bab_clauses(network: Network, prop: Property, b: Bounds, open_clauses: list, deadline: "Deadline",
                       clock: "StageClock", branching: str, share: float) -> tuple[list, str, tuple[np.ndarray, np.ndarray] | None]:
     """ReLU-split branch and bound (``bab.bab_clauses``, ``share`` of the time left per clause) on
-    each open clause over the chain's graph (``form/from_chain``), from the bounds ``b``: the clauses it does not prove, what it did, and a
-    counterexample confirmed by the chain's float64 forward pass, or None."""
+    each open clause over the chain's graph (``form/from_chain``), from the bounds ``b``: the
+    clauses it does not prove, what it did, and a counterexample confirmed by the chain's float64
+    forward pass, or None."""
     import torch
 
     from robustbench_mr.verifiers.bounds.engine import GraphBounds
