@@ -174,50 +174,57 @@ def test_bab_time_share_leaves_the_milp_the_rest_up_to_the_portfolio_limit() -> 
     assert bab.bab_time_share(bab.PORTFOLIO_MAX_UNSTABLE + 1) == 1.0
 
 
-def _timed_bab(monkeypatch: pytest.MonkeyPatch, closes: dict[int, bool], seconds: float) -> tuple[list[tuple[int, float, float]], list[Deadline]]:
-    """``bab.relu_bab`` replaced by one that takes ``seconds`` per clause (or runs until its own
-    deadline where ``closes`` says it does not close the clause, keyed by the clause's d); each
-    call's (clause, its deadline's time left, the caller's time left) at its start."""
+def _timed_bab(monkeypatch: pytest.MonkeyPatch, outer: Deadline, closes: dict[int, str], seconds: float) -> list[tuple[int, float, float]]:
+    """``bab.relu_bab`` replaced by one that, per clause (keyed by its d), closes it in ``seconds``
+    ("closes"), runs until its own deadline without closing it ("runs"), or gives up at once as
+    at its memory cap ("cap"); each call's (clause, its deadline's time left, ``outer``'s time
+    left) at its start."""
     calls: list[tuple[int, float, float]] = []
-    outer: list[Deadline] = []
 
     def fake(graph, gb, clause, deadline, branching="babsr"):  # noqa: ANN001 - bab.relu_bab's signature
         key = int(clause.d[0])
-        calls.append((key, deadline.left(), outer[0].left()))
-        if closes[key]:
+        calls.append((key, deadline.left(), outer.left()))
+        if closes[key] == "closes":
             time.sleep(seconds)
             return bab.BabResult(True, 1, 0, 0, seconds, "closed")
-        while not deadline.expired():
+        while closes[key] == "runs" and not deadline.expired():
             time.sleep(0.005)
-        return bab.BabResult(False, 1, 0, 1, 0.0, "time up")
+        return bab.BabResult(False, 1, 0, 1, 0.0, "past the memory cap" if closes[key] == "cap" else "time up")
 
     monkeypatch.setattr(bab, "relu_bab", fake)
-    return calls, outer
+    return calls
 
 
 def test_each_clause_gets_its_share_of_the_time_left_at_its_turn(monkeypatch: pytest.MonkeyPatch) -> None:
     """With ``share`` < 1 bab gets that fraction of the time left at each clause's turn (so it
     goes on while it closes clause after clause, past the share of the whole time), and the first
     clause that spends its share leaves itself and every later clause to the MILP, which then
-    has at least 1 - share of that moment's time."""
+    has at least 1 - share of that moment's time; a clause left open for another reason (its
+    memory cap) does not stop the next."""
     clauses = [(k, Clause(np.ones((1, 2)), np.array([float(k)]))) for k in range(6)]
-    calls, outer = _timed_bab(monkeypatch, {k: True for k in range(6)}, 0.05)
-    outer.append(Deadline(0.4))
-    r = bab.bab_clauses(None, None, clauses, outer[0], lambda x: None, share=1 / 3)  # type: ignore[arg-type]
+    outer = Deadline(0.4)
+    calls = _timed_bab(monkeypatch, outer, {k: "closes" for k in range(6)}, 0.05)
+    r = bab.bab_clauses(None, None, clauses, outer, lambda x: None, share=1 / 3)  # type: ignore[arg-type]
     assert r.left_open == () and [c[0] for c in calls] == list(range(6))  # 0.3 s of bab, past a third of 0.4 s
     for _, own, whole in calls:
         assert own <= whole / 3 + 1e-3 and own >= whole / 3 - 0.01
-    calls, outer = _timed_bab(monkeypatch, {0: True, 1: False, 2: True, 3: True}, 0.02)
-    outer.append(Deadline(0.6))
-    r = bab.bab_clauses(None, None, clauses[:4], outer[0], lambda x: None, share=1 / 3)  # type: ignore[arg-type]
+    outer = Deadline(0.6)
+    calls = _timed_bab(monkeypatch, outer, {0: "cap", 1: "closes", 2: "runs", 3: "closes"}, 0.02)
+    r = bab.bab_clauses(None, None, clauses[:4], outer, lambda x: None, share=1 / 3)  # type: ignore[arg-type]
+    assert [c[0] for c in calls] == [0, 1, 2] and r.left_open == (0, 2, 3), r.message
+    assert "clause 0: past the memory cap" in r.message
+    assert outer.left() >= (2 / 3) * calls[2][2] - 0.02
+    outer = Deadline(0.6)
+    calls = _timed_bab(monkeypatch, outer, {0: "closes", 1: "runs", 2: "closes", 3: "closes"}, 0.02)
+    r = bab.bab_clauses(None, None, clauses[:4], outer, lambda x: None, share=1 / 3)  # type: ignore[arg-type]
     assert [c[0] for c in calls] == [0, 1] and r.left_open == (1, 2, 3), r.message
     assert "its share of the time spent" in r.message
-    assert outer[0].left() >= (2 / 3) * calls[1][2] - 0.02
-    # share 1: the caller's own deadline for every clause, and a clause left open does not stop the next
-    calls, outer = _timed_bab(monkeypatch, {0: True, 1: True}, 0.0)
-    outer.append(Deadline(5.0))
-    r = bab.bab_clauses(None, None, clauses[:2], outer[0], lambda x: None)  # type: ignore[arg-type]
-    assert r.left_open == () and all(abs(own - whole) < 0.05 for _, own, whole in calls)
+    assert outer.left() >= (2 / 3) * calls[1][2] - 0.02
+    # share 1: the caller's own deadline for every clause, and a clause at its cap does not stop the next
+    outer = Deadline(5.0)
+    calls = _timed_bab(monkeypatch, outer, {0: "cap", 1: "closes"}, 0.0)
+    r = bab.bab_clauses(None, None, clauses[:2], outer, lambda x: None)  # type: ignore[arg-type]
+    assert r.left_open == (0,) and [c[0] for c in calls] == [0, 1] and all(abs(own - whole) < 0.05 for _, own, whole in calls)
 
 
 def test_what_bab_leaves_open_in_its_share_the_milp_decides(monkeypatch: pytest.MonkeyPatch) -> None:
