@@ -31,12 +31,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from robustbench_mr.options import add_options  # noqa: E402
 from robustbench_mr.verifiers.runs.vnncomp import (  # noqa: E402
     BenchmarkSummary, Instance, Outcome, VnncompOptions, format_stages, format_summary, instance_rows, run_vnncomp, solve_instance, summarize,
 )
 
 
-def digits_reference(shared: Path, timeout: float, jobs: int) -> list[Outcome]:
+def digits_reference(shared: Path, timeout: float, jobs: int, solver_options: dict[str, str] | None = None) -> list[Outcome]:
     """The 40 digits_reference properties (expected.csv: net, prop, expected, time)."""
     from joblib import Parallel, delayed
 
@@ -45,7 +46,7 @@ def digits_reference(shared: Path, timeout: float, jobs: int) -> list[Outcome]:
         rows = list(csv.DictReader(fh))
     insts = [Instance("digits_reference", folder, f"{r['net']}.onnx", r["prop"], timeout, expected=r["expected"],
                       best_seconds=float(r["time"]) if r.get("time") else None) for r in rows]
-    res = Parallel(n_jobs=jobs)(delayed(solve_instance)(i, timeout, None) for i in insts)
+    res = Parallel(n_jobs=jobs)(delayed(solve_instance)(i, timeout, None, solver_options) for i in insts)
     return [Outcome.of(i, r, timeout) for i, r in res]
 
 
@@ -84,6 +85,7 @@ def main() -> int:
     ap.add_argument("--db", help="results database (default: a temporary file)")
     ap.add_argument("--peers-only", action="store_true", help="only the instances peers_cpu_30s.csv lists (the peers' own subset)")
     ap.add_argument("--digits", action="store_true", help="also run digits_reference (timeout = --timeout-cap or 60)")
+    add_options(ap, VnncompOptions, only=("bounds", "solver", "branching"))  # mr-eval vnncomp's own flags
     args = ap.parse_args()
 
     shared = Path(args.shared)
@@ -91,16 +93,18 @@ def main() -> int:
     start = time.perf_counter()
     opts = VnncompOptions(bench_dir=shared / "data" / "vnncomp", db=db, jobs=args.jobs, timeout_cap=args.timeout_cap,
                           benchmarks=tuple(args.benchmark), limit=args.limit,
-                          only=shared / "data" / "vnncomp" / "peers_cpu_30s.csv" if args.peers_only else None)
+                          only=shared / "data" / "vnncomp" / "peers_cpu_30s.csv" if args.peers_only else None,
+                          bounds=args.bounds, solver=args.solver, branching=args.branching)
     outcomes = run_vnncomp(opts)
     summaries: list[BenchmarkSummary] = summarize(outcomes)
     if args.digits:
-        dig = digits_reference(shared, args.timeout_cap or 60.0, args.jobs)
+        dig = digits_reference(shared, args.timeout_cap or 60.0, args.jobs, opts.solver_options)
         outcomes += dig
         s = summarize(dig)[0]
         best = [o.instance.best_seconds for o in dig if o.instance.best_seconds is not None]
         summaries.append(BenchmarkSummary(**{**s.__dict__, "best_median_seconds": statistics.median(best) if best else None, "abcrown_solved": None}))
-    print(f"# VNN-COMP 2022 instances, timeout cap {args.timeout_cap or 'none'} s, {args.jobs} job(s), wall {time.perf_counter() - start:.1f} s")
+    print(f"# VNN-COMP 2022 instances, timeout cap {args.timeout_cap or 'none'} s, {args.jobs} job(s), bounds {opts.bounds}, "
+          f"solver {opts.solver}, branching {opts.branching}, wall {time.perf_counter() - start:.1f} s")
     print(format_summary(summaries, published=True))
     print()
     print("# where the time went (seconds per stage, summed; the search that ran last per instance)")

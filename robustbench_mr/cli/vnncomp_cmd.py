@@ -2,12 +2,14 @@
 
 BENCH_DIR is one benchmark (a folder with ``instances.csv``: onnx, vnnlib, timeout per row,
 paths relative to the folder, as VNN-COMP publishes them) or a folder of such benchmarks.
-Each instance is decided by the exact verifier (see ``mr-eval vnnlib``) in parallel
-(``--jobs``) and written at once to the results database as a ``vnncomp`` row (dataset =
-benchmark, split = the vnnlib path, ckpt_sha = sha256 of the onnx file). Where an
-``expected.csv`` (benchmark, onnx, vnnlib, expected) lies in BENCH_DIR or its parent, each row
-records the expected answer and whether ours was wrong. A rerun skips instances already
-decided (sat/unsat) and timeouts that had at least the current time limit.
+Each instance is decided by the exact verifier (see ``mr-eval vnnlib``; ``--bounds``,
+``--solver`` and ``--branching`` as there) in parallel (``--jobs``) and written at once to the
+results database as a ``vnncomp`` row (dataset = benchmark, split = the vnnlib path, ckpt_sha =
+sha256 of the onnx file, method ``milp`` with the default bounds and solver, else
+``milp-BOUNDS[-SOLVER]``). Where an ``expected.csv`` (benchmark, onnx, vnnlib, expected) lies
+in BENCH_DIR or its parent, each row records the expected answer and whether ours was wrong.
+A rerun skips instances already decided (sat/unsat) and timeouts that had at least the
+current time limit and the same branching rule.
 
 Prints per benchmark: instances, sat, unsat, timeout, unknown, error, wrong answers, total and
 median seconds (median over the instances we decided).

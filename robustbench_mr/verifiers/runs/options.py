@@ -76,6 +76,42 @@ def device_arg(text: str) -> str:
     return v
 
 
+# --bounds, --solver and --branching: declared here once, fields of every options class that
+# runs the exact verifier (VerifyOptions, the vnncomp runner's; mr-eval vnnlib adds VerifyOptions')
+def bounds_option() -> str:
+    return option(DEFAULT_BOUNDS, choices=BOUND_METHODS, help="neuron bounds")
+
+
+def solver_option() -> str:
+    return option("highs", choices=SOLVERS, help="MILP solver: highs (in-process) or cbc / gurobi / cplex through PuLP (cbc ships with PuLP)")
+
+
+def branching_option() -> str:
+    return option(DEFAULT_BRANCHING, choices=BRANCHING, help="ReLU-split branch and bound's branching rule: babsr (Bunel et al. "
+                  "2020) or fsb (filtered smart branching: both children of the 3 best BaBSR candidates bounded, the best split kept)")
+
+
+def check_solver_choices(bounds: str, solver: str, branching: str) -> None:
+    """One line naming a bad ``--bounds`` / ``--solver`` / ``--branching`` (options built from a
+    config file or by a caller bypass argparse's choices), or a solver that is not installed."""
+    if bounds not in BOUND_METHODS:
+        raise UserError(f"--bounds {bounds!r}: choose one of {', '.join(BOUND_METHODS)}")
+    if solver not in SOLVERS:
+        raise UserError(f"--solver {solver!r}: choose one of {', '.join(SOLVERS)}")
+    if branching not in BRANCHING:
+        raise UserError(f"--branching {branching!r}: choose one of {', '.join(BRANCHING)}")
+    from robustbench_mr.verifiers.milp.pulp_solver import check_available
+
+    check_available(solver)  # a one-line error when cbc / gurobi / cplex is not installed
+
+
+def verifier_method(bounds: str, solver: str) -> str:
+    """The results database's ``method`` of an exact-verifier row: ``milp-BOUNDS``, with
+    ``-SOLVER`` unless highs (highs keeps the historical key; other solvers get their own rows,
+    and resume separately)."""
+    return f"{METHOD_PREFIX}-{bounds}" + ("" if solver == "highs" else f"-{solver}")
+
+
 @dataclass(frozen=True)
 class VerifyOptions:
     checkpoint: str = option(positional=True, help="a .pt checkpoint (mr-train, mr-eval import-torch) or an .onnx file")
@@ -88,12 +124,11 @@ class VerifyOptions:
     start: int = option(0, type=nonneg_int, help="index of the first input")
     jobs: int = option(default_factory=default_jobs, type=positive_int, default_text="min(8, cores)", help="inputs solved in parallel")
     timeout: float = option(120.0, type=positive_float, help="seconds per input")
-    bounds: str = option(DEFAULT_BOUNDS, choices=BOUND_METHODS, help="neuron bounds")
+    bounds: str = bounds_option()
     db: str = option("runs/results.sqlite", help="SQLite results database")
     seed: int = option(0, type=nonneg_int, help="seed of the PGD falsification and the MILP")
-    solver: str = option("highs", choices=SOLVERS, help="MILP solver: highs (in-process) or cbc / gurobi / cplex through PuLP (cbc ships with PuLP)")
-    branching: str = option(DEFAULT_BRANCHING, choices=BRANCHING, help="ReLU-split branch and bound's branching rule: babsr (Bunel et al. "
-                            "2020) or fsb (filtered smart branching: both children of the 3 best BaBSR candidates bounded, the best split kept)")
+    solver: str = solver_option()
+    branching: str = branching_option()
     device: str = option("auto", type=device_arg, help="where the bound engine runs for graph-form networks (residual, pooled): "
                          "auto (CUDA when present), cpu, cuda, cuda:N; float64 on every device; chain networks stay on the CPU")
     backend: str = option("loky", choices=BACKENDS, help="joblib backend: loky (this machine) or dask (a cluster)")
@@ -103,15 +138,7 @@ class VerifyOptions:
     progress: bool = option(True, cli=False, help="a bar on a terminal, status lines (logging) elsewhere")
 
     def __post_init__(self) -> None:
-        if self.bounds not in BOUND_METHODS:
-            raise UserError(f"--bounds {self.bounds!r}: choose one of {', '.join(BOUND_METHODS)}")
-        if self.solver not in SOLVERS:
-            raise UserError(f"--solver {self.solver!r}: choose one of {', '.join(SOLVERS)}")
-        if self.branching not in BRANCHING:
-            raise UserError(f"--branching {self.branching!r}: choose one of {', '.join(BRANCHING)}")
-        from robustbench_mr.verifiers.milp.pulp_solver import check_available
-
-        check_available(self.solver)  # a one-line error when cbc / gurobi / cplex is not installed
+        check_solver_choices(self.bounds, self.solver, self.branching)
         if self.backend not in BACKENDS:
             raise UserError(f"--backend {self.backend!r}: choose loky or dask")
         if self.backend == "dask" and not self.scheduler:
@@ -131,5 +158,4 @@ class VerifyOptions:
 
     @property
     def method(self) -> str:
-        # highs keeps the historical key; other solvers get their own rows (and resume separately)
-        return f"{METHOD_PREFIX}-{self.bounds}" + ("" if self.solver == "highs" else f"-{self.solver}")
+        return verifier_method(self.bounds, self.solver)

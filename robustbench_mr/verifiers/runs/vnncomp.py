@@ -19,7 +19,11 @@ from typing import Any
 from robustbench_mr.errors import UserError
 from robustbench_mr.verifiers.decide.stages import merge_stages
 from robustbench_mr.options import nonneg_int, option, positive_float, positive_int
-from robustbench_mr.verifiers.runs.options import default_jobs
+from robustbench_mr.verifiers.bounds.methods import DEFAULT_BOUNDS
+from robustbench_mr.verifiers.decide import DEFAULT_BRANCHING
+from robustbench_mr.verifiers.runs.options import (
+    bounds_option, branching_option, check_solver_choices, default_jobs, solver_option, verifier_method,
+)
 
 DECIDED = ("sat", "unsat")
 STAGES_SHOWN = ("load", "attack", "bounds", "input_split", "bab", "milp")  # decide/stages.py STAGES
@@ -36,6 +40,9 @@ class VnncompOptions:
     jobs: int = option(default_factory=default_jobs, type=positive_int, default_text="min(8, cores), as verify",
                        help="instances solved in parallel (1: one at a time, as VNN-COMP times them)")
     timeout_cap: float | None = option(None, type=positive_float, help="cap each instance's timeout at this many seconds")
+    bounds: str = bounds_option()
+    solver: str = solver_option()
+    branching: str = branching_option()
     benchmarks: tuple[str, ...] = option((), flag="--benchmark", metavar="NAME", default_text="all", help="run only this benchmark (folder name; repeatable)")
     limit: int | None = option(None, type=nonneg_int, help="at most this many instances per benchmark (in file order)")
     only: Path | None = option(None, metavar="CSV", help="run only the instances this CSV lists (columns benchmark, onnx, vnnlib: e.g. "
@@ -43,6 +50,20 @@ class VnncompOptions:
     out_dir: Path | None = option(None, help="write a VNN-COMP result file (status + counterexample) per instance here")
     rerun: bool = option(False, help="solve again even instances the database has decided")
     progress: bool = option(True, cli=False, help="a bar on a terminal, status lines (logging) elsewhere")
+
+    def __post_init__(self) -> None:
+        check_solver_choices(self.bounds, self.solver, self.branching)
+
+    @property
+    def method(self) -> str:
+        """The rows' ``method``: ``milp`` with the default bounds and highs (the historical key,
+        so earlier databases resume), else ``mr-eval verify``'s ``milp-BOUNDS[-SOLVER]``."""
+        return "milp" if (self.bounds, self.solver) == (DEFAULT_BOUNDS, "highs") else verifier_method(self.bounds, self.solver)
+
+    @property
+    def solver_options(self) -> dict[str, str]:
+        """What ``check_instance`` takes of these options (``mr-eval vnnlib`` passes the same)."""
+        return {"bounds": self.bounds, "solver": self.solver, "branching": self.branching}
 
 
 @dataclass(frozen=True)
@@ -197,8 +218,9 @@ def result_file_name(inst: Instance) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", stem)[:150] + f"__{digest}.txt"
 
 
-def solve_instance(inst: Instance, timeout: float, out_dir: str | None) -> tuple[Instance, dict[str, Any]]:
-    """Worker: decide one instance; returns plain data (crosses process boundaries)."""
+def solve_instance(inst: Instance, timeout: float, out_dir: str | None, solver_options: dict[str, str] | None = None) -> tuple[Instance, dict[str, Any]]:
+    """Worker: decide one instance (``solver_options``: :attr:`VnncompOptions.solver_options`;
+    None: ``check_instance``'s defaults); returns plain data (crosses process boundaries)."""
     import time
 
     import torch
@@ -215,7 +237,7 @@ def solve_instance(inst: Instance, timeout: float, out_dir: str | None) -> tuple
     start = time.perf_counter()
     deadline = Deadline(timeout, start=start)
     try:
-        r = instance_in_child(check_instance, inst.onnx_path, inst.vnnlib_path, deadline)
+        r = instance_in_child(check_instance, inst.onnx_path, inst.vnnlib_path, deadline, **(solver_options or {}))
         warm_network(inst.onnx_path)  # after the instance's clock: later instances of this net fork with it loaded
         status, seconds, message = r.status.value, r.seconds, r.message
         extra = {"stages": dict(r.stages), "search": r.search, "domains": int(r.domains), "max_depth": int(r.max_depth)}
@@ -271,21 +293,20 @@ def run_vnncomp(options: VnncompOptions) -> list[Outcome]:
     def limit_for(inst: Instance) -> float:
         return min(inst.timeout, options.timeout_cap) if options.timeout_cap else inst.timeout
 
-    from importlib.metadata import PackageNotFoundError, version
+    from robustbench_mr.verifiers.milp.pulp_solver import solver_version as _solver_version
 
-    try:
-        solver_version = version("highspy")
-    except PackageNotFoundError:
-        solver_version = ""
+    solver_version = _solver_version(options.solver)  # e.g. "HiGHS 1.16.0 (highspy)", as mr-eval verify records it
 
     outcomes: list[Outcome] = []
     todo: list[Instance] = []
     with ResultsDB(options.db) as db:
-        done = {(r.dataset, r.ckpt_sha, r.split): r for r in db.rows(kind="vnncomp", method="milp")}
+        done = {(r.dataset, r.ckpt_sha, r.split): r for r in db.rows(kind="vnncomp", method=options.method)}
         for inst in instances:
             row = done.get((inst.benchmark, sha[inst.onnx_path], inst.vnnlib))
+            # a sat / unsat stands whatever searched for it; a timeout says nothing about another branching rule
             reusable = row is not None and not options.rerun and (
-                row.status in DECIDED or (row.status == "timeout" and (row.timeout or 0) >= limit_for(inst))
+                row.status in DECIDED or (row.status == "timeout" and (row.timeout or 0) >= limit_for(inst)
+                                          and row.details.get("branching", DEFAULT_BRANCHING) == options.branching)
             )
             if reusable:
                 outcomes.append(Outcome.of(inst, {**row.details, "status": row.status, "seconds": row.seconds or 0.0}, row.timeout or 0.0, from_db=True))
@@ -293,18 +314,19 @@ def run_vnncomp(options: VnncompOptions) -> list[Outcome]:
                 todo.append(inst)
 
         jobs = Parallel(n_jobs=options.jobs, return_as="generator_unordered")(
-            delayed(solve_instance)(inst, limit_for(inst), str(options.out_dir) if options.out_dir else None) for inst in todo
+            delayed(solve_instance)(inst, limit_for(inst), str(options.out_dir) if options.out_dir else None, options.solver_options) for inst in todo
         ) if todo else []
         bar = Progress(len(todo), "vnncomp", unit="instance", enabled=options.progress)
         try:
             for inst, res in jobs:
                 oc = Outcome.of(inst, res, limit_for(inst))
                 details: dict[str, Any] = {"onnx": inst.onnx, "expected": inst.expected, "wrong": oc.wrong, "message": oc.message,
-                                           "stages": oc.stages, "search": oc.search, "domains": oc.domains, "max_depth": oc.max_depth}
+                                           "stages": oc.stages, "search": oc.search, "domains": oc.domains, "max_depth": oc.max_depth,
+                                           "bounds": options.bounds, "branching": options.branching}
                 db.put(ResultRow(
                     kind="vnncomp", ckpt_sha=sha[inst.onnx_path], ckpt_path=str(inst.onnx_path), dataset=inst.benchmark,
-                    split=inst.vnnlib, idx=0, norm="vnnlib", eps=0.0, method="milp", status=oc.status,
-                    seconds=oc.seconds, timeout=oc.timeout, solver="highs", solver_version=solver_version, details=details,
+                    split=inst.vnnlib, idx=0, norm="vnnlib", eps=0.0, method=options.method, status=oc.status,
+                    seconds=oc.seconds, timeout=oc.timeout, solver=options.solver, solver_version=solver_version, details=details,
                 ))
                 outcomes.append(oc)
                 bar.update(oc.status)

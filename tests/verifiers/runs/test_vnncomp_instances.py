@@ -227,6 +227,58 @@ def test_vnncomp_command_fills_the_database_and_resumes(shared_dir, tmp_path, ca
     assert decided and all(o.from_db for o in decided)
 
 
+def test_vnncomp_options_reach_the_verifier_and_the_rows(shared_dir, tmp_path, monkeypatch):
+    """--bounds / --solver / --branching go to every instance's check_instance (as mr-eval vnnlib
+    passes them) and into the rows: non-default bounds get their own rows (method milp-BOUNDS),
+    a stored timeout is not reused for another branching rule, a decided row is reused under any."""
+    from robustbench_mr.checkpoint import file_sha256
+    from robustbench_mr.errors import UserError
+    from robustbench_mr.results_db import ResultRow, ResultsDB
+    from robustbench_mr.verifiers.decide import instance_limit
+    from robustbench_mr.verifiers.runs.vnncomp import VnncompOptions, find_instances, run_vnncomp
+
+    src = shared_dir / "data" / "vnncomp"
+    if not (src / "test" / "instances.csv").is_file():
+        pytest.skip("shared vnncomp/test not present")
+    seen: list[dict] = []
+    real = instance_limit.instance_in_child
+
+    def spy(fn, onnx, vnnlib, deadline, **kw):
+        seen.append(kw)
+        return real(fn, onnx, vnnlib, deadline, **kw)
+
+    monkeypatch.setattr(instance_limit, "instance_in_child", spy)  # jobs=1: joblib runs the worker in this process
+    db = tmp_path / "r.sqlite"
+    one = find_instances(src, ("test",))[:1]
+    only = tmp_path / "one.csv"
+    only.write_text(f"benchmark,onnx,vnnlib\ntest,{one[0].onnx},{one[0].vnnlib}\n")
+    base = dict(bench_dir=src, benchmarks=("test",), db=db, jobs=1, timeout_cap=TIMEOUT, only=only, progress=False)
+    got = run_vnncomp(VnncompOptions(**base, bounds="crown", branching="fsb"))
+    assert len(got) == 1 and got[0].status == one[0].expected and not got[0].from_db
+    assert seen == [{"bounds": "crown", "solver": "highs", "branching": "fsb"}]
+    with ResultsDB(db) as rdb:
+        (row,) = rdb.rows(kind="vnncomp")
+    assert (row.method, row.solver, row.details["bounds"], row.details["branching"]) == ("milp-crown", "highs", "crown", "fsb")
+    assert row.solver_version.startswith("HiGHS ")
+    # the defaults keep the historical key "milp": a crown row is not theirs
+    got = run_vnncomp(VnncompOptions(**base))
+    assert not got[0].from_db and seen[-1] == {"bounds": "lp", "solver": "highs", "branching": "babsr"}
+    with ResultsDB(db) as rdb:
+        assert sorted(r.method for r in rdb.rows(kind="vnncomp")) == ["milp", "milp-crown"]
+    # a decided row stands under another branching rule; a timeout does not
+    assert run_vnncomp(VnncompOptions(**base, branching="fsb"))[0].from_db
+    with ResultsDB(db) as rdb:
+        rdb.put(ResultRow(kind="vnncomp", ckpt_sha=file_sha256(one[0].onnx_path), ckpt_path=str(one[0].onnx_path), dataset="test",
+                          split=one[0].vnnlib, idx=0, norm="vnnlib", eps=0.0, method="milp", status="timeout", seconds=1e3,
+                          timeout=1e3, solver="highs", details={"branching": "babsr"}))
+    assert run_vnncomp(VnncompOptions(**base))[0].from_db
+    calls = len(seen)
+    again = run_vnncomp(VnncompOptions(**base, branching="fsb"))
+    assert not again[0].from_db and len(seen) == calls + 1 and again[0].status == one[0].expected
+    with pytest.raises(UserError, match="--branching 'nope'"):
+        VnncompOptions(**base, branching="nope")
+
+
 def test_only_runs_the_instances_a_csv_lists_and_a_bad_csv_is_one_line(shared_dir, tmp_path):
     from robustbench_mr.errors import UserError
     from robustbench_mr.verifiers.runs.vnncomp import VnncompOptions, find_instances, run_vnncomp
