@@ -51,14 +51,17 @@ ROUTES = {  # --route: (bab.MILP_MAX_UNSTABLE, bab.PORTFOLIO_BAB_SHARE); None: a
 
 
 def run_case(case: Case, generator: str, variant, settings: list[tuple[str, str]], timeout: float, folder: str,
-             route: str = "shape", branching: str = DEFAULT_BRANCHING) -> list[tuple[str, str, str, str, str]]:
+             route: str = "shape", branching: str = DEFAULT_BRANCHING, lp_max_unstable: int | None = None) -> list[tuple[str, str, str, str, str]]:
     """(generator, setting, status, expected, search that ran last) for each setting on one variant (a Network or an
-    ONNX extra name), the complete search forced as ``route`` says (``ROUTES``), bab branching by ``branching``."""
-    from robustbench_mr.verifiers.decide import bab
+    ONNX extra name), the complete search forced as ``route`` says (``ROUTES``), bab branching by ``branching``,
+    ``lp_max_unstable`` (not None) as ``decide.chain.LP_MAX_UNSTABLE``."""
+    from robustbench_mr.verifiers.decide import bab, chain
     from robustbench_mr.verifiers.decide.chain import check_property
 
     if ROUTES[route] is not None:  # in this worker process only
         bab.MILP_MAX_UNSTABLE, bab.PORTFOLIO_BAB_SHARE = ROUTES[route]
+    if lp_max_unstable is not None:
+        chain.LP_MAX_UNSTABLE = lp_max_unstable
 
     out = []
     if isinstance(variant, str):  # an ONNX file with extra nodes, decided through VNN-LIB
@@ -118,6 +121,8 @@ def main() -> int:
     ap.add_argument("--no-cbc", action="store_true", help="HiGHS only")
     ap.add_argument("--branching", choices=BRANCHING, default=DEFAULT_BRANCHING, help="ReLU-split bab's branching rule (with --route bab / bab+milp)")
     ap.add_argument("--route", choices=tuple(ROUTES), default="shape", help="force the complete search (default: as the problem's shape chooses)")
+    ap.add_argument("--lp-max-unstable", type=int, default=None,
+                    help="bounds lp runs as alpha-CROWN past this many CROWN-unstable ReLUs (default: as shipped; 0: always)")
     args = ap.parse_args()
     from joblib import Parallel, delayed
 
@@ -130,7 +135,7 @@ def main() -> int:
     work = [w for ws in work for w in ws]
     for s in (1.0, *SCALES):  # the issue's minimal |x0| case at every scale
         work.append((abs_case(s), "abs(x0) via 1/s relu(s x0)", abs_case(s).net, _settings(solvers)))
-    rows = Parallel(n_jobs=args.jobs)(delayed(run_case)(c, g, v, st, args.timeout, folder, args.route, args.branching) for c, g, v, st in work)
+    rows = Parallel(n_jobs=args.jobs)(delayed(run_case)(c, g, v, st, args.timeout, folder, args.route, args.branching, args.lp_max_unstable) for c, g, v, st in work)
     table: dict[str, Counter] = defaultdict(Counter)
     wrong = []
     searches: Counter = Counter()
@@ -147,7 +152,7 @@ def main() -> int:
             t["error"] += 1
         else:
             t[status] += 1
-    print(f"# soundness fuzz: {args.seeds} seeds per family, route {args.route}, branching {args.branching}, timeout {args.timeout:g} s, solvers {'+'.join(solvers)}, "
+    print(f"# soundness fuzz: {args.seeds} seeds per family, route {args.route}, branching {args.branching}, lp max unstable {args.lp_max_unstable if args.lp_max_unstable is not None else 'as shipped'}, timeout {args.timeout:g} s, solvers {'+'.join(solvers)}, "
           f"bounds {'/'.join(BOUND_METHODS)}, wall {time.perf_counter() - start:.0f} s")
     print("| generator | runs | correct | wrong | unknown | timeout | error |")
     print("|---|---|---|---|---|---|---|")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import enum
 
 BOUND_METHODS = ("interval", "crown", "lp", "alpha", "alpha-lp")
-DEFAULT_BOUNDS = "lp"  # check_property / mr-eval verify: CROWN, escalated to LP only where needed
+DEFAULT_BOUNDS = "lp"  # check_property / mr-eval verify: CROWN, escalated to LP only where needed (alpha-CROWN past decide.chain.LP_MAX_UNSTABLE)
 
 
 class BoundMethod(str, enum.Enum):

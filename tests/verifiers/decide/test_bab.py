@@ -207,6 +207,34 @@ def test_check_property_passes_its_branching_rule_to_relu_bab() -> None:
     assert len({r.status for r in out.values()}) == 1 and out["babsr"].status in (PropertyStatus.SAT, PropertyStatus.UNSAT)
 
 
+def test_lp_runs_as_alpha_crown_past_its_unstable_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``bounds="lp"`` with more than ``LP_MAX_UNSTABLE`` ReLUs unstable under CROWN runs
+    alpha-CROWN and no LP tightening (the result says so); the verdicts are those of the LP
+    bounds below the limit."""
+    from robustbench_mr.verifiers.bounds import lp_tighten
+    from robustbench_mr.verifiers.decide import chain
+
+    rng = np.random.default_rng(11)
+    net = random_net(rng, [6, 48, 48, 4], bias_scale=0.1)
+    props = []
+    for _ in range(3):
+        x = rng.uniform(0.3, 0.7, size=6)
+        props.append(robustness_property(x, int(np.argmax(net.forward(x))), 0.2, 4))
+    assert chain.LP_MAX_UNSTABLE > 0
+    with_lp = [check_property(net, p, 30.0, bounds="lp", samples=0, input_split=False) for p in props]
+    assert all(r.bound_method.startswith("lp") for r in with_lp if r.unstable_relus), [r.bound_method for r in with_lp]
+    monkeypatch.setattr(chain, "LP_MAX_UNSTABLE", 0)
+
+    def no_lp(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the LP tightening ran past LP_MAX_UNSTABLE")
+
+    monkeypatch.setattr(lp_tighten, "lp_bounds", no_lp)
+    with_alpha = [check_property(net, p, 30.0, bounds="lp", samples=0, input_split=False) for p in props]
+    for a, b in zip(with_lp, with_alpha):
+        assert a.status == b.status and a.status in (PropertyStatus.SAT, PropertyStatus.UNSAT), (a.message, b.message)
+    assert any(r.bound_method.startswith("alpha") for r in with_alpha), [r.bound_method for r in with_alpha]
+
+
 def test_bab_time_share_leaves_the_milp_the_rest_up_to_the_portfolio_limit() -> None:
     assert bab.bab_time_share(bab.MILP_MAX_UNSTABLE + 1) == bab.PORTFOLIO_BAB_SHARE < 1.0
     assert bab.bab_time_share(bab.PORTFOLIO_MAX_UNSTABLE) == bab.PORTFOLIO_BAB_SHARE
