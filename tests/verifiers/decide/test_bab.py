@@ -171,16 +171,22 @@ def test_relu_bab_verdicts_survive_rescaling_and_permutation() -> None:
         assert _bab(twin, prop).proven == _bab(net, prop).proven == (not reachable), f"seed {seed}"
 
 
+def _bab_route_case(n: int) -> tuple[Network, list[Property]]:
+    """A seeded 6-48-48-4 net with more than ``MILP_MAX_UNSTABLE`` unstable ReLUs on eps-0.2
+    balls (the ReLU-split bab route) and robustness properties at its first ``n`` seeded points."""
+    rng = np.random.default_rng(11)
+    net = random_net(rng, [6, 48, 48, 4], bias_scale=0.1)
+    props = []
+    for _ in range(n):
+        x = rng.uniform(0.3, 0.7, size=6)
+        props.append(robustness_property(x, int(np.argmax(net.forward(x))), 0.2, 4))
+    return net, props
+
+
 def test_check_property_chooses_relu_bab_and_agrees_with_the_milp(monkeypatch: pytest.MonkeyPatch) -> None:
     """Above MILP_MAX_UNSTABLE unstable ReLUs the decision runs ReLU-split bab (and says so);
     forced to the MILP it reaches the same verdicts."""
-    rng = np.random.default_rng(11)
-    net = random_net(rng, [6, 48, 48, 4], bias_scale=0.1)
-    runs = []
-    for k in range(6):
-        x = rng.uniform(0.3, 0.7, size=6)
-        label = int(np.argmax(net.forward(x)))
-        runs.append(robustness_property(x, label, 0.2, 4))
+    net, runs = _bab_route_case(6)
     threshold = bab.MILP_MAX_UNSTABLE
     bab_side = [check_property(net, p, 30.0, bounds="crown", samples=0, input_split=False) for p in runs]
     monkeypatch.setattr(bab, "MILP_MAX_UNSTABLE", 10 ** 9)
@@ -197,10 +203,7 @@ def test_check_property_chooses_relu_bab_and_agrees_with_the_milp(monkeypatch: p
 def test_check_property_passes_its_branching_rule_to_relu_bab() -> None:
     """``check_property(branching=...)`` is the rule bab runs (its message names it), and both
     rules reach the same verdict on the bab-route net above."""
-    rng = np.random.default_rng(11)
-    net = random_net(rng, [6, 48, 48, 4], bias_scale=0.1)
-    x = rng.uniform(0.3, 0.7, size=6)
-    prop = robustness_property(x, int(np.argmax(net.forward(x))), 0.2, 4)
+    net, (prop,) = _bab_route_case(1)
     out = {rule: check_property(net, prop, 30.0, bounds="crown", samples=0, input_split=False, branching=rule) for rule in bab.BRANCHING}
     for rule, r in out.items():
         assert r.search == "relu-bab" and f"({rule}, " in r.message, (rule, r.message)
@@ -214,12 +217,7 @@ def test_lp_runs_as_alpha_crown_past_its_unstable_limit(monkeypatch: pytest.Monk
     from robustbench_mr.verifiers.bounds import lp_tighten
     from robustbench_mr.verifiers.decide import chain
 
-    rng = np.random.default_rng(11)
-    net = random_net(rng, [6, 48, 48, 4], bias_scale=0.1)
-    props = []
-    for _ in range(3):
-        x = rng.uniform(0.3, 0.7, size=6)
-        props.append(robustness_property(x, int(np.argmax(net.forward(x))), 0.2, 4))
+    net, props = _bab_route_case(3)
     assert chain.LP_MAX_UNSTABLE > 0
     with_lp = [check_property(net, p, 30.0, bounds="lp", samples=0, input_split=False) for p in props]
     assert all(r.bound_method.startswith("lp") for r in with_lp if r.unstable_relus), [r.bound_method for r in with_lp]
@@ -298,12 +296,7 @@ def test_what_bab_leaves_open_in_its_share_the_milp_decides(monkeypatch: pytest.
     """Bab given a vanishing share of the time closes nothing; the MILP then decides every
     property within the same deadline, with the verdicts of bab on the whole time, and the
     result says both ran."""
-    rng = np.random.default_rng(11)
-    net = random_net(rng, [6, 48, 48, 4], bias_scale=0.1)
-    props = []
-    for _ in range(4):
-        x = rng.uniform(0.3, 0.7, size=6)
-        props.append(robustness_property(x, int(np.argmax(net.forward(x))), 0.2, 4))
+    net, props = _bab_route_case(4)
     whole = [check_property(net, p, 30.0, bounds="crown", samples=0, input_split=False) for p in props]
     monkeypatch.setattr(bab, "PORTFOLIO_BAB_SHARE", 1e-9)
     shared = [check_property(net, p, 30.0, bounds="crown", samples=0, input_split=False) for p in props]
