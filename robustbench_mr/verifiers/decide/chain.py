@@ -44,8 +44,9 @@ LP_BUDGET_FRACTION = 0.3  # of the time left, for LP bound tightening (bounds="l
 # to ReLU-split bab (a MILP of that size seldom finishes), which optimizes its own slopes, and the
 # LP's 30 % of the time is bab's lost. Measured side by side (mnist_fc 256x4 at 120 s, CROWN
 # unstable 400-800 at eps 0.05; docs/verification.md): prop_14_0.05 unsat in 65.5 s with
-# alpha-CROWN's bounds (1.5 s), 106.8 s after the LP tightening (36 s). Wong & Kolter's MNIST net (CROWN unstable 135 mean, 223 max on its first 200
-# test inputs) keeps the LP bounds, which its portfolio MILP needs.
+# alpha-CROWN's bounds (1.5 s), 106.8 s after the LP tightening (36 s). Wong & Kolter's MNIST
+# net (CROWN unstable 135 mean, 223 max on its first 200 test inputs) keeps the LP bounds, which
+# its portfolio MILP needs.
 LP_MAX_UNSTABLE = 300
 
 
