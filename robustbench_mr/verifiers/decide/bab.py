@@ -296,6 +296,12 @@ class _Problem:
         graph, A = (self.fast_graph, self.fast_A) if fast else (self.graph, self.A)
         return backward_lower(graph, graph.output, A.expand(D, *A.shape[1:]), boxes, slopes=alphas, taps=taps, extra=extra)
 
+    def fast_boxes(self, boxes: list[Box]) -> list[Box]:
+        """``boxes`` in OPTIMIZE, the ReLU inputs' relaxations computed once (for the iterations)."""
+        if OPTIMIZE != torch.float64:
+            boxes = [(l.to(OPTIMIZE), u.to(OPTIMIZE)) for l, u in boxes]
+        return [relaxed(b) if i in self.relu_inputs else b for i, b in enumerate(boxes)]
+
     def optimize(self, signs: dict[int, torch.Tensor], alphas0: dict[int, torch.Tensor], betas0: dict[int, torch.Tensor], iters: int,
                  deadline: Deadline) -> tuple[torch.Tensor, dict[int, torch.Tensor], dict[int, torch.Tensor], dict[int, torch.Tensor], list[Box]]:
         """(value (D,), slopes, multipliers, taps at the ReLU outputs, boxes): ``iters`` projected
@@ -310,8 +316,7 @@ class _Problem:
         after 92,503."""
         boxes = self.boxes(signs)
         opt = OPTIMIZE
-        fast_boxes = [relaxed(b) if i in self.relu_inputs else b
-                      for i, b in enumerate(boxes if opt == torch.float64 else [(l.to(opt), u.to(opt)) for l, u in boxes])]
+        fast_boxes = self.fast_boxes(boxes)
         alphas = {r: a.to(opt).clone().requires_grad_(True) for r, a in alphas0.items()}
         betas = {p: b.to(opt).clone().requires_grad_(True) for p, b in betas0.items()}
         params = list(alphas.values()) + [betas[p] for p in self.inputs if bool((signs[p] != 0).any())]
@@ -547,11 +552,11 @@ def _stopped(bounded: int, max_depth: int, open_domains: int, start: float, mess
 
 def _fsb_choice(pr: _Problem, doms: _Domains) -> torch.Tensor:
     """For each domain, the candidate whose worse child bound is highest (one back-substitution
-    with the parent's slopes and multipliers; ties and failures: BaBSR's pick)."""
+    in OPTIMIZE with the parent's slopes and multipliers: a choice, not a bound; ties and
+    failures: BaBSR's pick)."""
     D = len(doms)
-    best = torch.full((D,), -float("inf"), dtype=torch.float64)
+    best = torch.full((D,), -float("inf"), dtype=OPTIMIZE, device=doms.value.device)
     choice = doms.cand[:, 0].clone()
-    f64 = torch.float64
     with torch.no_grad():
         for c in range(doms.cand.shape[1]):
             flat = doms.cand[:, c]
@@ -560,9 +565,10 @@ def _fsb_choice(pr: _Problem, doms: _Domains) -> torch.Tensor:
                 continue
             sub = doms.take(torch.nonzero(ok).flatten())
             kids = pr.children(sub, flat[ok])
-            boxes = pr.boxes(kids.signs)
-            low = pr.lower(boxes, kids.signs, {r: a.to(f64) for r, a in kids.alphas.items()}, {p: b.to(f64) for p, b in kids.betas.items()})
-            v = (low - pr.d).amax(dim=1)
+            boxes = pr.fast_boxes(pr.boxes(kids.signs))
+            low = pr.lower(boxes, kids.signs, {r: a.to(OPTIMIZE) for r, a in kids.alphas.items()}, {p: b.to(OPTIMIZE) for p, b in kids.betas.items()},
+                           fast=True)
+            v = (low - pr.fast_d).amax(dim=1)
             m = len(sub)
             worse = torch.minimum(v[:m], v[m:])
             rows = torch.nonzero(ok).flatten()
