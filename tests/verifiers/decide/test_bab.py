@@ -168,6 +168,45 @@ def _rescaled_permuted(net: Network, rng: np.random.Generator) -> Network:
     return Network(net.input_shape, tuple(layers[:-1]))
 
 
+def test_the_open_pool_hands_out_each_domain_once_in_order() -> None:
+    """``_Pool`` (preallocated slots, grown on demand): every domain added comes out exactly once,
+    with its own rows, the lowest values first (best first) or the deepest first, across growth
+    and slot reuse; the same order as sorting the whole open set (what it replaced)."""
+    rng = np.random.default_rng(3)
+
+    def doms(ids: np.ndarray) -> bab._Domains:
+        n = len(ids)
+        t = torch.as_tensor(ids, dtype=torch.float32)
+        return bab._Domains({3: (t % 100).to(torch.int8).reshape(n, 1).expand(n, 4).clone()}, {4: t.reshape(n, 1, 1).expand(n, 1, 5).clone()},
+                            {3: -t.reshape(n, 1, 1).expand(n, 1, 4).clone()}, torch.as_tensor(rng.uniform(-1, 0, n)),
+                            torch.as_tensor(rng.integers(0, 9, n)), torch.as_tensor(ids, dtype=torch.long).reshape(n, 1))
+
+    pool = bab._Pool(doms(np.arange(1)), capacity=4)
+    live = {0: (float(pool.store.value[0]), int(pool.store.depth[0]))}
+    out: list[int] = []
+    nxt = 1
+    for step in range(40):
+        k = int(rng.integers(1, 9))
+        new = doms(np.arange(nxt, nxt + k))
+        for i in range(k):
+            live[int(new.cand[i, 0])] = (float(new.value[i]), int(new.depth[i]))
+        pool.add(new, max_capacity=10_000)
+        nxt += k
+        depth_first = step % 3 == 2
+        n = min(int(rng.integers(1, 7)), len(pool))
+        got = pool.pop(n, depth_first)
+        ids = got.cand[:, 0].tolist()
+        key = (lambda i: -live[i][1]) if depth_first else (lambda i: live[i][0])
+        want = sorted(live, key=key)[:n]
+        assert sorted(key(i) for i in ids) == [key(i) for i in want]  # the n best by the rule (ties: any of them)
+        for j, i in enumerate(ids):  # each row travelled with its domain
+            assert float(got.alphas[4][j, 0, 0]) == i and float(got.betas[3][j, 0, 0]) == -i and int(got.signs[3][j, 0]) == i % 100
+            assert (float(got.value[j]), int(got.depth[j])) == live.pop(i)
+        out += ids
+        assert len(pool) == len(live)
+    assert len(out) == len(set(out)) and len(pool.store) > 4  # each domain once; the slots grew
+
+
 def test_relu_bab_verdicts_survive_rescaling_and_permutation() -> None:
     rng = np.random.default_rng(7)
     for seed in range(6):
