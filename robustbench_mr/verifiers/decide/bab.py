@@ -296,11 +296,15 @@ class _Problem:
         graph, A = (self.fast_graph, self.fast_A) if fast else (self.graph, self.A)
         return backward_lower(graph, graph.output, A.expand(D, *A.shape[1:]), boxes, slopes=alphas, taps=taps, extra=extra)
 
+    def relaxed(self, boxes: list[Box]) -> list[Box]:
+        """``boxes`` with the ReLU inputs' relaxations computed once (for repeated bounds)."""
+        return [relaxed(b) if i in self.relu_inputs else b for i, b in enumerate(boxes)]
+
     def fast_boxes(self, boxes: list[Box]) -> list[Box]:
-        """``boxes`` in OPTIMIZE, the ReLU inputs' relaxations computed once (for the iterations)."""
+        """``boxes`` in OPTIMIZE, relaxed (for the iterations)."""
         if OPTIMIZE != torch.float64:
             boxes = [(l.to(OPTIMIZE), u.to(OPTIMIZE)) for l, u in boxes]
-        return [relaxed(b) if i in self.relu_inputs else b for i, b in enumerate(boxes)]
+        return self.relaxed(boxes)
 
     def optimize(self, signs: dict[int, torch.Tensor], alphas0: dict[int, torch.Tensor], betas0: dict[int, torch.Tensor], iters: int,
                  deadline: Deadline) -> tuple[torch.Tensor, dict[int, torch.Tensor], dict[int, torch.Tensor], dict[int, torch.Tensor], list[Box]]:
@@ -370,7 +374,7 @@ class _Problem:
         tp: dict[int, torch.Tensor | None] = {r: None for r, _ in self.relus}
         tp[0] = None  # the input coefficients: their minimizing corner is the domain's attack point
         if not last_is_best:
-            boxes = [relaxed(b) if i in self.relu_inputs else b for i, b in enumerate(boxes)]  # two evaluations
+            boxes = self.relaxed(boxes)  # two evaluations
         value = bound(alphas, betas, tp)
         if not last_is_best:
             value = torch.maximum(value, bound(kept_a, kept_b))
