@@ -173,9 +173,13 @@ class _Domains:
     def __len__(self) -> int:
         return int(self.value.shape[0])
 
+    def map(self, f: Callable[[torch.Tensor], torch.Tensor]) -> "_Domains":
+        """``f`` applied to every tensor (each has the domains along dim 0)."""
+        return _Domains({k: f(v) for k, v in self.signs.items()}, {k: f(v) for k, v in self.alphas.items()},
+                        {k: f(v) for k, v in self.betas.items()}, f(self.value), f(self.depth), f(self.cand))
+
     def take(self, idx: torch.Tensor) -> "_Domains":
-        return _Domains({k: v[idx] for k, v in self.signs.items()}, {k: v[idx] for k, v in self.alphas.items()},
-                        {k: v[idx] for k, v in self.betas.items()}, self.value[idx], self.depth[idx], self.cand[idx])
+        return self.map(lambda t: t[idx])
 
     @staticmethod
     def cat(parts: list["_Domains"]) -> "_Domains":
@@ -207,8 +211,7 @@ class _Pool:
             out = torch.empty((capacity, *t.shape[1:]), dtype=t.dtype, device=t.device)
             out[:len(t)] = t
             return out
-        return _Domains({k: grow(v) for k, v in d.signs.items()}, {k: grow(v) for k, v in d.alphas.items()},
-                        {k: grow(v) for k, v in d.betas.items()}, grow(d.value), grow(d.depth), grow(d.cand))
+        return d.map(grow)
 
     def add(self, doms: _Domains, max_capacity: int) -> None:
         free = torch.nonzero(~self.live).flatten()
