@@ -87,6 +87,10 @@ class BabResult:
     seconds: float
     message: str
     counterexample: np.ndarray | None = field(default=None, repr=False)  # a candidate only: the caller confirms it
+    # the lowest value (max over rows of lower(C y) - d) of any domain still open when it stopped:
+    # every input of the box lies in a closed domain (value > 0) or an open one, so the clause's
+    # rows satisfy max_r (C_r y - d_r) >= worst_open everywhere (+inf: proven; -inf: nothing bounded)
+    worst_open: float = -float("inf")
 
 
 def prefer_relu_bab(unstable: int, bounds: str = "crown") -> bool:
@@ -228,6 +232,10 @@ class _Pool:
         st.value[slots], st.depth[slots], st.cand[slots] = doms.value, doms.depth, doms.cand
         self.live[slots] = True
         self.count += len(doms)
+
+    def worst(self) -> float:
+        """The lowest value of an open domain (+inf when none is open)."""
+        return float(torch.where(self.live, self.store.value, torch.full_like(self.store.value, float("inf"))).min()) if self.count else float("inf")
 
     def pop(self, n: int, depth_first: bool) -> _Domains:
         """The ``n`` most violated open domains (lowest value), or the ``n`` deepest."""
@@ -475,12 +483,13 @@ def _initial_alphas(problem: _Problem, D: int) -> dict[int, torch.Tensor]:
 
 
 def relu_bab(graph: Graph, gb: GraphBounds, clause: Clause, deadline: Deadline, batch: int = 256, branching: str = DEFAULT_BRANCHING,
-             root_iters: int = ROOT_ITERS, iters: int = DOMAIN_ITERS, max_open: int = 400_000) -> BabResult:
+             root_iters: int = ROOT_ITERS, iters: int = DOMAIN_ITERS, max_open: int = 400_000, attack: bool = True) -> BabResult:
     """Prove the clause unreachable (every row set C y <= d empty) over the box of ``gb``
     (its first box), or run out of time (or past ``max_open`` open domains, fewer where they
     would not fit ``STORE_BYTES``), or stop at a
     domain's attack point whose output reaches the clause (``counterexample``: a candidate that
-    the caller confirms on the original model; never a verdict by itself)."""
+    the caller confirms on the original model; never a verdict by itself). ``attack=False``:
+    no attack points (a bound search, ``decide/refine.py``: the result's ``worst_open`` is what it is for)."""
     if branching not in BRANCHING:
         raise ValueError(f"branching {branching!r}: choose one of {', '.join(BRANCHING)}")
     start = time.perf_counter()
@@ -497,18 +506,19 @@ def relu_bab(graph: Graph, gb: GraphBounds, clause: Clause, deadline: Deadline, 
     per_domain = pr.total + 4 * sum(a[0].numel() for a in alphas.values()) + 4 * pr.R * pr.total + 8 * k_cand + 16
     max_open = max(batch, min(max_open, STORE_BYTES // per_domain))
     if float(value[0]) > 0:
-        return BabResult(True, bounded, 0, 0, time.perf_counter() - start, "the root is closed")
-    pts = pr.attack_points(boxes, taps)
+        return BabResult(True, bounded, 0, 0, time.perf_counter() - start, "the root is closed", worst_open=float("inf"))
+    pts = pr.attack_points(boxes, taps) if attack else None
     hit = pr.violating(pts) if pts is not None else None
     if hit is not None:
-        return BabResult(False, bounded, 0, 1, time.perf_counter() - start, "the root's attack point reaches the clause", counterexample=hit)
+        return BabResult(False, bounded, 0, 1, time.perf_counter() - start, "the root's attack point reaches the clause", counterexample=hit,
+                         worst_open=float(value[0]))
     pool = _Pool(_Domains(signs, alphas, betas, value, torch.zeros(1, dtype=torch.long, device=graph.device), pr.candidates(boxes, {r: t for r, t in taps.items() if r}, k_cand)),
                  capacity=4 * batch)
     while len(pool):
         if deadline.expired():
-            return _stopped(bounded, max_depth, len(pool), start, f"time up with {len(pool)} open domains")
+            return _stopped(bounded, max_depth, len(pool), start, f"time up with {len(pool)} open domains", pool.worst())
         if len(pool) > max_open:
-            return _stopped(bounded, max_depth, len(pool), start, f"{len(pool)} open domains: past the memory cap")
+            return _stopped(bounded, max_depth, len(pool), start, f"{len(pool)} open domains: past the memory cap", pool.worst())
         n = min(max(1, batch // 2), len(pool))
         # best first (the most violated domains: they need the most splits, and their attack
         # points are the likeliest hits); depth first once the open set fills half its cap (the
@@ -522,7 +532,8 @@ def relu_bab(graph: Graph, gb: GraphBounds, clause: Clause, deadline: Deadline, 
                     one = doms.take(torch.tensor([k]))
                     if not _lp_closes(graph, pr.boxes(one.signs), clause, deadline):
                         return _stopped(bounded, max_depth, len(pool) + len(doms), start,
-                                        "a domain with every ReLU fixed is not closed by its exact LP (the clause may be reachable)")
+                                        "a domain with every ReLU fixed is not closed by its exact LP (the clause may be reachable)",
+                                        min(pool.worst(), float(doms.value.min())))
                 doms = doms.take(torch.nonzero(~fixed).flatten())
                 if not len(doms):
                     continue
@@ -532,10 +543,11 @@ def relu_bab(graph: Graph, gb: GraphBounds, clause: Clause, deadline: Deadline, 
             kids = pr.children(doms, flat)
             value, alphas, betas, taps, boxes = pr.optimize(kids.signs, kids.alphas, kids.betas, iters, deadline)
         except DeadlineExceeded:
-            return _stopped(bounded, max_depth, len(pool) + len(doms), start, f"time up with {len(pool) + len(doms)} open domains")
+            return _stopped(bounded, max_depth, len(pool) + len(doms), start, f"time up with {len(pool) + len(doms)} open domains",
+                            min(pool.worst(), float(doms.value.min())))
         bounded += len(kids)
         kids.alphas, kids.betas, kids.value = alphas, betas, value
-        pts = pr.attack_points(boxes, taps)
+        pts = pr.attack_points(boxes, taps) if attack else None
         hit = pr.violating(pts) if pts is not None else None
         if hit is None and pts is not None:
             # a few descent steps from the attack points of the most violated children
@@ -550,11 +562,12 @@ def relu_bab(graph: Graph, gb: GraphBounds, clause: Clause, deadline: Deadline, 
                                  {k: v[keep] for k, v in kids.betas.items()}, value[keep], kids.depth[keep], kids.cand)
             max_depth = max(max_depth, int(open_kids.depth.max()))
             pool.add(open_kids, max_capacity=max_open + 2 * batch)
-    return BabResult(True, bounded, max_depth, 0, time.perf_counter() - start, f"every domain closed ({bounded} bounded, depth {max_depth})")
+    return BabResult(True, bounded, max_depth, 0, time.perf_counter() - start, f"every domain closed ({bounded} bounded, depth {max_depth})",
+                     worst_open=float("inf"))
 
 
-def _stopped(bounded: int, max_depth: int, open_domains: int, start: float, message: str) -> BabResult:
-    return BabResult(False, bounded, max_depth, open_domains, time.perf_counter() - start, message)
+def _stopped(bounded: int, max_depth: int, open_domains: int, start: float, message: str, worst_open: float) -> BabResult:
+    return BabResult(False, bounded, max_depth, open_domains, time.perf_counter() - start, message, worst_open=worst_open)
 
 
 def _fsb_choice(pr: _Problem, doms: _Domains) -> torch.Tensor:

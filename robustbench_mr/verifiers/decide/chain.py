@@ -27,6 +27,7 @@ from robustbench_mr.verifiers.bounds.methods import DEFAULT_BOUNDS
 from robustbench_mr.verifiers.decide import DEFAULT_BRANCHING
 from robustbench_mr.verifiers.bounds.compute import compute_bounds
 from robustbench_mr.verifiers.bounds.chain import Bounds, spec_lower_bounds
+from robustbench_mr.verifiers.decide.refine import REFINE_AFTER, REFINE_FRACTION, refine_applies, refine_chain_bounds
 from robustbench_mr.verifiers.milp.model import MilpOutcome
 from robustbench_mr.verifiers.milp.solvers import solve_clause
 from robustbench_mr.verifiers.form.chain import Network
@@ -143,7 +144,7 @@ def _relu_bab_clauses(network: Network, prop: Property, b: Bounds, open_clauses:
     gb = GraphBounds(chain_boxes(box, layers, len(network.affines)), b.method)
     r = bab_clauses(graph, gb, list(enumerate(clause for _, clause in open_clauses)), deadline, lambda x: _confirmed(network, prop, x),
                     branching=branching, share=share)
-    clock.domains, clock.max_depth = r.domains, r.max_depth
+    clock.domains, clock.max_depth = clock.domains + r.domains, max(clock.max_depth, r.max_depth)
     return [open_clauses[k] for k in r.left_open], r.message, r.counterexample
 
 
@@ -232,9 +233,36 @@ def _check_property(network: Network, prop: Property, timeout: "float | Deadline
         return PropertyResult(PropertyStatus.UNSAT, None, None, elapsed(), f"proven by {bounds} bounds", unstable, 0, bounds)
 
     open_clauses.sort(key=lambda tc: -tc[0])  # most likely reachable first
-    bab_note = ""
     from robustbench_mr.verifiers.decide.bab import bab_time_share, prefer_relu_bab
 
+    if prefer_relu_bab(unstable, bounds) and refine_applies(network, b):
+        # a first slice of bab (easy properties close in it, without paying for the refinement),
+        # then the intermediate bounds refined by bound search (decide/refine.py), then the
+        # search below on the refined bounds (fewer unstable ReLUs: a much smaller proof tree)
+        first = Deadline(REFINE_AFTER * max(deadline.left(), 0.0))
+        bab_open, bab_msg, hit = _relu_bab_clauses(network, prop, b, open_clauses, first, clock, branching, 1.0)
+        if hit is not None:
+            return PropertyResult(PropertyStatus.SAT, hit[0], hit[1], elapsed(), f"relu-split bab counterexample ({bab_msg})", unstable, 0, bounds + "+bab")
+        if not bab_open:
+            return PropertyResult(PropertyStatus.UNSAT, None, None, elapsed(), f"every open clause closed by relu-split bab ({bab_msg})", unstable, 0, bounds + "+bab")
+        if deadline.expired():
+            return PropertyResult(PropertyStatus.TIMEOUT, None, None, elapsed(), f"relu-split bab: {bab_msg}", unstable, 0, bounds + "+bab")
+        clock.enter("refine")
+        b, info = refine_chain_bounds(network, prop.lower, prop.upper, b, REFINE_FRACTION * deadline.left(), deadline)
+        bounds, unstable = bounds + "+refine", b.num_unstable
+        refine_note = (f"; bounds refined by bound search ({info['searched']} searches, {info['seconds']:.1f}s, unstable "
+                       f"{sum(info['unstable_before'])} -> {sum(info['unstable_after'])})")
+        clock.enter("bounds")
+        kept = {id(c) for _, c in bab_open}
+        open_clauses = [(float(np.min(c.d - lo)), c) for c, lo in zip(prop.clauses, _clause_spec_lower(network, prop, b, b.method, deadline.left()))
+                        if id(c) in kept and float(np.min(c.d - lo)) >= 0.0]
+        if not open_clauses:
+            return PropertyResult(PropertyStatus.UNSAT, None, None, elapsed(), f"proven by the refined bounds (after relu-split bab: {bab_msg}){refine_note}",
+                                  unstable, 0, bounds)
+        open_clauses.sort(key=lambda tc: -tc[0])
+    else:
+        refine_note = ""
+    bab_note = refine_note
     if prefer_relu_bab(unstable, bounds):
         # many unstable ReLUs: one MILP rarely finishes; ReLU-split branch and bound with
         # beta-CROWN bounds (decide/bab.py) proves clause by clause; what it leaves open (out of
@@ -242,14 +270,14 @@ def _check_property(network: Network, prop: Property, timeout: "float | Deadline
         # below PORTFOLIO_MAX_UNSTABLE, bab on its share of the time left per clause, then the MILP
         bab_open, bab_msg, hit = _relu_bab_clauses(network, prop, b, open_clauses, deadline, clock, branching, bab_time_share(unstable))
         if hit is not None:
-            return PropertyResult(PropertyStatus.SAT, hit[0], hit[1], elapsed(), f"relu-split bab counterexample ({bab_msg})", unstable, 0, bounds + "+bab")
+            return PropertyResult(PropertyStatus.SAT, hit[0], hit[1], elapsed(), f"relu-split bab counterexample ({bab_msg}){refine_note}", unstable, 0, bounds + "+bab")
         if not bab_open:
-            return PropertyResult(PropertyStatus.UNSAT, None, None, elapsed(), f"every open clause closed by relu-split bab ({bab_msg})", unstable, 0, bounds + "+bab")
+            return PropertyResult(PropertyStatus.UNSAT, None, None, elapsed(), f"every open clause closed by relu-split bab ({bab_msg}){refine_note}", unstable, 0, bounds + "+bab")
         if deadline.expired():
-            return PropertyResult(PropertyStatus.TIMEOUT, None, None, elapsed(), f"relu-split bab: {bab_msg}", unstable, 0, bounds + "+bab")
+            return PropertyResult(PropertyStatus.TIMEOUT, None, None, elapsed(), f"relu-split bab: {bab_msg}{refine_note}", unstable, 0, bounds + "+bab")
         open_clauses = bab_open
-        bab_note = f"; after relu-split bab: {bab_msg}"
-    clock.enter("milp", "relu-bab+milp" if bab_note else "milp")
+        bab_note = f"{refine_note}; after relu-split bab: {bab_msg}"
+    clock.enter("milp", "relu-bab+milp" if clock.search == "relu-bab" else "milp")
     warm = warm_start if warm_start is not None else (prop.lower + prop.upper) / 2.0
     warm = np.clip(np.asarray(warm, dtype=np.float64).reshape(-1), prop.lower, prop.upper)
     binaries, solves, unknown, worst_dual = 0, 0, "", -np.inf

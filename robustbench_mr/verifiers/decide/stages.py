@@ -5,7 +5,8 @@ result's details (``PropertyResult.stages`` / ``search`` / ``domains`` / ``max_d
 Stages: ``load`` (reading the model and the property, VNN-COMP instances), ``attack`` (random
 samples, PGD on the spec margin, the warm start), ``bounds`` (interval, CROWN, LP, alpha-CROWN
 on the whole box), ``input_split`` (input-domain branch and bound), ``bab`` (ReLU-split branch
-and bound), ``milp`` (the MILP solves). The clock is one wall clock: each ``enter`` closes the
+and bound), ``refine`` (intermediate bounds tightened by bound search, ``decide/refine.py``),
+``milp`` (the MILP solves). The clock is one wall clock: each ``enter`` closes the
 stage before it, so the stages add up to the time the decision took.
 """
 
@@ -16,7 +17,7 @@ import time
 
 from robustbench_mr.verifiers.status import PropertyResult
 
-STAGES = ("load", "attack", "bounds", "input_split", "bab", "milp")
+STAGES = ("load", "attack", "bounds", "input_split", "bab", "refine", "milp")
 SEARCHES = ("attack", "bounds", "input-split", "relu-bab", "relu-bab+milp", "milp")  # relu-bab+milp: bab on its share, the MILP on the rest
 
 
