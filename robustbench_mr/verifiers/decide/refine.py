@@ -33,16 +33,25 @@ from robustbench_mr.verifiers.form.chain import Network
 from robustbench_mr.verifiers.spec.property import Clause
 
 MAX_PER_NEURON = 0.5  # seconds of bound search per neuron side at most (the budget is shared out evenly below it)
+MIN_PER_NEURON = 0.05  # and at least (less is little more than the root's bound, which alpha-CROWN has given)
+LATER_WEIGHT = 0.5  # a later layer's unstable neuron against one of the layer being searched, in the time shares
+ROOT_ITERS = 20  # alpha-beta iterations at each search's root
 REFINE_AFTER = 0.1  # bab runs on this fraction of the time left first: properties it closes there skip the refinement
 REFINE_FRACTION = 0.35  # of the time left after that first slice, for the refinement
+# the widest hidden layer, at most: on oval21's conv chains (hidden layers 2,048-4,096 wide) the
+# refinement took 27-33 s per instance and decided nothing more; three base_kw instances took
+# 2.2-3.7x as long (img8194 20.7 -> 77.7 s) (side by side with 8760535, 120 s cap)
+REFINE_MAX_WIDTH = 1024
 REFINE_MAX_TARGETS = 2048  # unstable neurons past the first hidden layer, at most: more would get too little search each (a later layer's count falls as the earlier ones are refined)
 
 
 def refine_applies(network: Network, b: Bounds) -> bool:
-    """Whether to refine ``b`` before ReLU-split bab: a chain with at least two hidden layers and
-    between 1 and ``REFINE_MAX_TARGETS`` unstable neurons past the first one (whose bounds are exact)."""
+    """Whether to refine ``b`` before ReLU-split bab: a chain with at least two hidden layers, none
+    wider than ``REFINE_MAX_WIDTH``, and between 1 and ``REFINE_MAX_TARGETS`` unstable neurons
+    past the first one (whose bounds are exact)."""
     targets = sum(int(_unstable(l, u).size) for l, u in b.hidden[1:])
-    return len(network.affines) >= 3 and 0 < targets <= REFINE_MAX_TARGETS
+    widest = max(a.weight.shape[0] for a in network.affines[:-1]) if len(network.affines) > 1 else 0
+    return len(network.affines) >= 3 and widest <= REFINE_MAX_WIDTH and 0 < targets <= REFINE_MAX_TARGETS
 
 
 def _unstable(l: np.ndarray, u: np.ndarray) -> np.ndarray:
@@ -72,28 +81,36 @@ def refine_chain_bounds(network: Network, lower: np.ndarray, upper: np.ndarray, 
     searched = 0
     for k in range(1, hidden):
         targets = _unstable(los[k], his[k])
-        later = sum(int(_unstable(los[j], his[j]).size) for j in range(k + 1, hidden))
         if not targets.size:
             continue
+        # the widest triangle relaxations first (their chords cost the most): when the time is
+        # short, the narrow ones are the ones left out
+        l_, u_ = los[k][targets], his[k][targets]
+        targets = targets[np.argsort(-(u_ * -l_) / (u_ - l_), kind="stable")]
+        later = sum(int(_unstable(los[j], his[j]).size) for j in range(k + 1, hidden))
+        # this layer's part of the time left: its searches against the later layers' (weighted
+        # by LATER_WEIGHT: their counts fall as this layer's bounds tighten)
+        left = stop - time.perf_counter()
+        layer_stop = time.perf_counter() + left * targets.size / (targets.size + LATER_WEIGHT * later)
         sub = Network(network.input_shape, network.layers[:2 * k + 1])
         graph = chain_graph(sub)
         layers = [(torch.as_tensor(l, dtype=torch.float64).reshape(1, -1), torch.as_tensor(u, dtype=torch.float64).reshape(1, -1))
                   for l, u in zip(los[:k + 1], his[:k + 1])]
         gb = GraphBounds(chain_boxes(box, layers, k + 1), b.method)
         n = los[k].size
-        for done, i in enumerate(targets):
+        sides = 2 * targets.size
+        for i in targets:
             for side in (1.0, -1.0):  # +1: the upper bound (the region z_i >= 0), -1: the lower bound
-                left = stop - time.perf_counter()
-                # the time left shared evenly by this layer's remaining searches and (at most
-                # today's count of) the later layers'
-                share = left / (2 * (targets.size - done) - (side < 0) + 2 * later)
-                if share <= 0.005:
-                    break
+                sides -= 1
                 if (side > 0 and his[k][i] <= 0) or (side < 0 and los[k][i] >= 0):
                     continue
+                # the layer's time left shared evenly by its remaining searches, at least MIN_PER_NEURON
+                share = min(MAX_PER_NEURON, max(MIN_PER_NEURON, (layer_stop - time.perf_counter()) / (sides + 1)))
+                if time.perf_counter() + share > layer_stop + MIN_PER_NEURON / 2:
+                    break
                 C = np.zeros((1, n))
                 C[0, i] = -side
-                r = relu_bab(graph, gb, Clause(C, np.zeros(1)), Deadline(min(share, MAX_PER_NEURON)), attack=False)
+                r = relu_bab(graph, gb, Clause(C, np.zeros(1)), Deadline(share), attack=False, root_iters=ROOT_ITERS)
                 searched += 1
                 if not np.isfinite(r.worst_open) and r.worst_open < 0:
                     continue  # nothing bounded
@@ -103,6 +120,9 @@ def refine_chain_bounds(network: Network, lower: np.ndarray, upper: np.ndarray, 
                     his[k][i] = min(his[k][i], reach)
                 else:
                     los[k][i] = max(los[k][i], -reach)
+            else:
+                continue
+            break
         # the successors from the refined bounds (CROWN), never looser than before
         for j in range(k + 1, len(network.affines)):
             rows = np.arange(los[j].size)

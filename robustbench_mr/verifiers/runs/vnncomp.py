@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from robustbench_mr.errors import UserError
-from robustbench_mr.verifiers.decide.stages import merge_stages
+from robustbench_mr.verifiers.decide.stages import STAGES, merge_stages
 from robustbench_mr.options import nonneg_int, option, positive_float, positive_int
 from robustbench_mr.verifiers.bounds.methods import DEFAULT_BOUNDS
 from robustbench_mr.verifiers.decide import DEFAULT_BRANCHING
@@ -26,7 +26,7 @@ from robustbench_mr.verifiers.runs.options import (
 )
 
 DECIDED = ("sat", "unsat")
-STAGES_SHOWN = ("load", "attack", "bounds", "input_split", "bab", "milp")  # decide/stages.py STAGES
+STAGES_SHOWN = STAGES  # every stage of decide/stages.py, in its order
 STATUSES = ("sat", "unsat", "timeout", "unknown", "error")
 
 

@@ -14,7 +14,7 @@ import torch
 from robustbench_mr.deadline import Deadline
 from robustbench_mr.verifiers.bounds.compute import compute_bounds
 from robustbench_mr.verifiers.bounds.engine import node_bounds
-from robustbench_mr.verifiers.decide import bab, chain
+from robustbench_mr.verifiers.decide import bab, chain, refine
 from robustbench_mr.verifiers.decide.chain import PropertyStatus, check_property
 from robustbench_mr.verifiers.decide.refine import refine_applies, refine_chain_bounds
 from robustbench_mr.verifiers.form.chain import Network
@@ -124,11 +124,14 @@ def test_a_bound_search_bounds_the_neuron_by_its_worst_open_domain() -> None:
     assert checked >= 2
 
 
-def test_refine_applies_to_deep_enough_chains_only() -> None:
+def test_refine_applies_to_deep_enough_narrow_enough_chains_only(monkeypatch: pytest.MonkeyPatch) -> None:
     net, lo, hi = _case(0)
-    assert refine_applies(net, compute_bounds(net, lo, hi, "crown"))
+    b = compute_bounds(net, lo, hi, "crown")
+    assert refine_applies(net, b)
     shallow = random_net(np.random.default_rng(0), [3, 10, 2])
     assert not refine_applies(shallow, compute_bounds(shallow, lo, hi, "crown"))  # one hidden layer: its bounds are exact
+    monkeypatch.setattr(refine, "REFINE_MAX_WIDTH", 7)
+    assert not refine_applies(net, b)  # 8 wide
 
 
 def test_the_refine_route_reaches_the_milps_verdicts(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -137,11 +140,11 @@ def test_the_refine_route_reaches_the_milps_verdicts(monkeypatch: pytest.MonkeyP
     rng = np.random.default_rng(11)
     net = random_net(rng, [6, 24, 24, 24, 4], bias_scale=0.1)  # three hidden layers: two to search
     props = []
-    for _ in range(6):
+    for _ in range(4):
         x = rng.uniform(0.3, 0.7, size=6)
-        props.append(robustness_property(x, int(np.argmax(net.forward(x))), 0.15, 4))
+        props.append(robustness_property(x, int(np.argmax(net.forward(x))), 0.25, 4))
     monkeypatch.setattr(chain, "REFINE_AFTER", 0.0)
-    via = [check_property(net, p, 30.0, bounds="crown", samples=0, input_split=False) for p in props]
+    via = [check_property(net, p, 8.0, bounds="crown", samples=0, input_split=False) for p in props]
     monkeypatch.setattr(bab, "MILP_MAX_UNSTABLE", 10 ** 9)
     milp = [check_property(net, p, 60.0, bounds="crown", samples=0, input_split=False) for p in props]
     refined = 0
@@ -149,4 +152,4 @@ def test_the_refine_route_reaches_the_milps_verdicts(monkeypatch: pytest.MonkeyP
         assert a.status in (PropertyStatus.SAT, PropertyStatus.UNSAT) and m.status in (PropertyStatus.SAT, PropertyStatus.UNSAT), (a.message, m.message)
         assert a.status == m.status, (a.message, m.message)
         refined += "refine" in a.stages
-    assert refined >= 3, [(a.unstable_relus, a.message) for a in via]
+    assert refined == 4 and {a.status for a in via} == {PropertyStatus.SAT, PropertyStatus.UNSAT}, [(a.unstable_relus, a.message) for a in via]
