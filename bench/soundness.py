@@ -9,6 +9,7 @@ truth: must be 0), unknown, timeout, error. Exit status 1 if any answer is wrong
     .venv/bin/python bench/soundness.py --seeds 200 --jobs 2 --timeout 20
     .venv/bin/python bench/soundness.py --route bab+milp     # bab forced, the MILP after it
     .venv/bin/python bench/soundness.py --route bab --branching fsb
+    .venv/bin/python bench/soundness.py --route refine+bab      # bound refinement before bab, on every bab-route net
 """
 
 from __future__ import annotations
@@ -43,10 +44,11 @@ def _settings(solvers: list[str]) -> list[tuple[str, str]]:
     return [(b, s) for b in BOUND_METHODS for s in solvers]
 
 
-ROUTES = {  # --route: (bab.MILP_MAX_UNSTABLE, bab.PORTFOLIO_BAB_SHARE); None: as shipped
+ROUTES = {  # --route: (bab.MILP_MAX_UNSTABLE, bab.PORTFOLIO_BAB_SHARE, chain.REFINE_AFTER); None: as shipped
     "shape": None,  # the search the problem's shape calls for (these small nets: mostly the MILP)
-    "bab": (0, 1.0),  # ReLU-split bab on every net with an unstable ReLU, on the whole time
-    "bab+milp": (0, 0.002),  # bab on a sliver of the time (20 ms of 10 s), the MILP deciding what it left open
+    "bab": (0, 1.0, None),  # ReLU-split bab on every net with an unstable ReLU, on the whole time
+    "bab+milp": (0, 0.002, None),  # bab on a sliver of the time (20 ms of 10 s), the MILP deciding what it left open
+    "refine+bab": (0, 1.0, 0.0),  # the intermediate bounds refined by bound search first (decide/refine.py), then bab
 }
 
 
@@ -59,7 +61,9 @@ def run_case(case: Case, generator: str, variant, settings: list[tuple[str, str]
     from robustbench_mr.verifiers.decide.chain import check_property
 
     if ROUTES[route] is not None:  # in this worker process only
-        bab.MILP_MAX_UNSTABLE, bab.PORTFOLIO_BAB_SHARE = ROUTES[route]
+        bab.MILP_MAX_UNSTABLE, bab.PORTFOLIO_BAB_SHARE, refine_after = ROUTES[route]
+        if refine_after is not None:
+            chain.REFINE_AFTER = refine_after
     if lp_max_unstable is not None:
         chain.LP_MAX_UNSTABLE = lp_max_unstable
 

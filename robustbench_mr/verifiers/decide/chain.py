@@ -235,18 +235,25 @@ def _check_property(network: Network, prop: Property, timeout: "float | Deadline
     open_clauses.sort(key=lambda tc: -tc[0])  # most likely reachable first
     from robustbench_mr.verifiers.decide.bab import bab_time_share, prefer_relu_bab
 
+    def bab_verdict(bab_open: list, bab_msg: str, hit: tuple[np.ndarray, np.ndarray] | None, note: str) -> PropertyResult | None:
+        """What a bab pass decided, if anything: a confirmed counterexample, every clause closed, or time up."""
+        if hit is not None:
+            return PropertyResult(PropertyStatus.SAT, hit[0], hit[1], elapsed(), f"relu-split bab counterexample ({bab_msg}){note}", unstable, 0, bounds + "+bab")
+        if not bab_open:
+            return PropertyResult(PropertyStatus.UNSAT, None, None, elapsed(), f"every open clause closed by relu-split bab ({bab_msg}){note}", unstable, 0, bounds + "+bab")
+        if deadline.expired():
+            return PropertyResult(PropertyStatus.TIMEOUT, None, None, elapsed(), f"relu-split bab: {bab_msg}{note}", unstable, 0, bounds + "+bab")
+        return None
+
     if prefer_relu_bab(unstable, bounds) and refine_applies(network, b):
         # a first slice of bab (easy properties close in it, without paying for the refinement),
         # then the intermediate bounds refined by bound search (decide/refine.py), then the
         # search below on the refined bounds (fewer unstable ReLUs: a much smaller proof tree)
         first = Deadline(REFINE_AFTER * max(deadline.left(), 0.0))
         bab_open, bab_msg, hit = _relu_bab_clauses(network, prop, b, open_clauses, first, clock, branching, 1.0)
-        if hit is not None:
-            return PropertyResult(PropertyStatus.SAT, hit[0], hit[1], elapsed(), f"relu-split bab counterexample ({bab_msg})", unstable, 0, bounds + "+bab")
-        if not bab_open:
-            return PropertyResult(PropertyStatus.UNSAT, None, None, elapsed(), f"every open clause closed by relu-split bab ({bab_msg})", unstable, 0, bounds + "+bab")
-        if deadline.expired():
-            return PropertyResult(PropertyStatus.TIMEOUT, None, None, elapsed(), f"relu-split bab: {bab_msg}", unstable, 0, bounds + "+bab")
+        verdict = bab_verdict(bab_open, bab_msg, hit, "")
+        if verdict is not None:
+            return verdict
         clock.enter("refine")
         b, info = refine_chain_bounds(network, prop.lower, prop.upper, b, REFINE_FRACTION * deadline.left(), deadline)
         bounds, unstable = bounds + "+refine", b.num_unstable
@@ -269,12 +276,9 @@ def _check_property(network: Network, prop: Property, timeout: "float | Deadline
         # its memory cap, or a fully fixed domain its LP does not close) goes to the MILP
         # below PORTFOLIO_MAX_UNSTABLE, bab on its share of the time left per clause, then the MILP
         bab_open, bab_msg, hit = _relu_bab_clauses(network, prop, b, open_clauses, deadline, clock, branching, bab_time_share(unstable))
-        if hit is not None:
-            return PropertyResult(PropertyStatus.SAT, hit[0], hit[1], elapsed(), f"relu-split bab counterexample ({bab_msg}){refine_note}", unstable, 0, bounds + "+bab")
-        if not bab_open:
-            return PropertyResult(PropertyStatus.UNSAT, None, None, elapsed(), f"every open clause closed by relu-split bab ({bab_msg}){refine_note}", unstable, 0, bounds + "+bab")
-        if deadline.expired():
-            return PropertyResult(PropertyStatus.TIMEOUT, None, None, elapsed(), f"relu-split bab: {bab_msg}{refine_note}", unstable, 0, bounds + "+bab")
+        verdict = bab_verdict(bab_open, bab_msg, hit, refine_note)
+        if verdict is not None:
+            return verdict
         open_clauses = bab_open
         bab_note = f"{refine_note}; after relu-split bab: {bab_msg}"
     clock.enter("milp", "relu-bab+milp" if clock.search == "relu-bab" else "milp")
