@@ -52,6 +52,11 @@ ROUTES = {  # --route: (bab.MILP_MAX_UNSTABLE, bab.PORTFOLIO_BAB_SHARE, chain.RE
 }
 
 
+def _search(r) -> str:
+    """The search that ran last, with ``refine+`` before it when the bounds were refined first."""
+    return ("refine+" if "refine" in (getattr(r, "stages", None) or {}) else "") + (r.search or "-")
+
+
 def run_case(case: Case, generator: str, variant, settings: list[tuple[str, str]], timeout: float, folder: str,
              route: str = "shape", branching: str = DEFAULT_BRANCHING, lp_max_unstable: int | None = None) -> list[tuple[str, str, str, str, str]]:
     """(generator, setting, status, expected, search that ran last) for each setting on one variant (a Network or an
@@ -78,7 +83,7 @@ def run_case(case: Case, generator: str, variant, settings: list[tuple[str, str]
             search = "-"
             try:
                 ri = check_instance(onnx_path, vnnlib, timeout=timeout, falsify_samples=0, bounds=bounds, solver=solver)
-                status, search = ri.status.value, ri.search or "-"
+                status, search = ri.status.value, _search(ri)
             except Exception as exc:  # noqa: BLE001 - counted, never hidden
                 status = f"error:{type(exc).__name__}"
             out.append((generator, f"{bounds}/{solver}", status, case.expected, search))
@@ -87,7 +92,7 @@ def run_case(case: Case, generator: str, variant, settings: list[tuple[str, str]
         search = "-"
         try:
             r = check_property(variant, case.prop, timeout=timeout, samples=0, bounds=bounds, solver=solver, branching=branching)
-            status, search = r.status.value, r.search or "-"
+            status, search = r.status.value, _search(r)
             if status == "sat" and not case.prop.is_violated_by(variant.forward(r.counterexample)):
                 status = "wrong-counterexample"
         except Exception as exc:  # noqa: BLE001 - counted, never hidden
