@@ -101,31 +101,27 @@ def refine_chain_bounds(network: Network, lower: np.ndarray, upper: np.ndarray, 
                   for l, u in zip(los[:k + 1], his[:k + 1])]
         gb = GraphBounds(chain_boxes(box, layers, k + 1), b.method)
         n = los[k].size
-        sides = 2 * targets.size
-        for i in targets:
-            for side in (1.0, -1.0):  # +1: the upper bound (the region z_i >= 0), -1: the lower bound
-                sides -= 1
-                if (side > 0 and his[k][i] <= 0) or (side < 0 and los[k][i] >= 0):
-                    continue
-                # the layer's time left shared evenly by its remaining searches, at least MIN_PER_NEURON
-                share = min(MAX_PER_NEURON, max(MIN_PER_NEURON, (layer_stop - time.perf_counter()) / (sides + 1)))
-                if time.perf_counter() + share > layer_stop + MIN_PER_NEURON / 2:
-                    break
-                C = np.zeros((1, n))
-                C[0, i] = -side
-                r = relu_bab(graph, gb, Clause(C, np.zeros(1)), Deadline(share), attack=False, root_iters=ROOT_ITERS)
-                searched += 1
-                if not r.worst_open > -np.inf:
-                    continue  # nothing bounded (or no finite bound: a NaN is never taken)
-                # closed domains: side * z_i < 0; open ones: side * z_i <= -value
-                reach = -min(r.worst_open, 0.0)
-                if side > 0:
-                    his[k][i] = min(his[k][i], reach)
-                else:
-                    los[k][i] = max(los[k][i], -reach)
-            else:
+        # +1: the upper bound (the region z_i >= 0), -1: the lower bound
+        searches = [(i, side) for i in targets for side in (1.0, -1.0)]
+        for done, (i, side) in enumerate(searches):
+            if (side > 0 and his[k][i] <= 0) or (side < 0 and los[k][i] >= 0):
                 continue
-            break
+            # the layer's time left shared evenly by its remaining searches, at least MIN_PER_NEURON
+            share = min(MAX_PER_NEURON, max(MIN_PER_NEURON, (layer_stop - time.perf_counter()) / (len(searches) - done)))
+            if time.perf_counter() + share > layer_stop + MIN_PER_NEURON / 2:
+                break
+            C = np.zeros((1, n))
+            C[0, i] = -side
+            r = relu_bab(graph, gb, Clause(C, np.zeros(1)), Deadline(share), attack=False, root_iters=ROOT_ITERS)
+            searched += 1
+            if not r.worst_open > -np.inf:
+                continue  # nothing bounded (or no finite bound: a NaN is never taken)
+            # closed domains: side * z_i < 0; open ones: side * z_i <= -value
+            reach = -min(r.worst_open, 0.0)
+            if side > 0:
+                his[k][i] = min(his[k][i], reach)
+            else:
+                los[k][i] = max(los[k][i], -reach)
         # the successors from the refined bounds (CROWN), never looser than before
         for j in range(k + 1, len(network.affines)):
             rows = np.arange(los[j].size)
