@@ -26,7 +26,7 @@ import numpy as np
 from robustbench_mr.verifiers.bounds.methods import DEFAULT_BOUNDS
 from robustbench_mr.verifiers.decide import DEFAULT_BRANCHING
 from robustbench_mr.verifiers.bounds.compute import compute_bounds
-from robustbench_mr.verifiers.bounds.chain import Bounds, spec_lower_bounds
+from robustbench_mr.verifiers.bounds.chain import Bounds, graph_boxes, spec_lower_bounds
 from robustbench_mr.verifiers.decide.refine import REFINE_AFTER, REFINE_FRACTION, refine_applies, refine_chain_bounds
 from robustbench_mr.verifiers.milp.model import MilpOutcome
 from robustbench_mr.verifiers.milp.solvers import solve_clause
@@ -131,17 +131,13 @@ def _relu_bab_clauses(network: Network, prop: Property, b: Bounds, open_clauses:
     each open clause over the chain's graph (``form/from_chain``), from the bounds ``b``: the
     clauses it does not prove, what it did, and a counterexample confirmed by the chain's float64
     forward pass, or None."""
-    import torch
-
     from robustbench_mr.verifiers.bounds.engine import GraphBounds
     from robustbench_mr.verifiers.decide.bab import bab_clauses
-    from robustbench_mr.verifiers.form.from_chain import chain_boxes, chain_graph
+    from robustbench_mr.verifiers.form.from_chain import chain_graph
 
     clock.enter("bab", "relu-bab")
     graph = chain_graph(network)
-    box = (torch.as_tensor(prop.lower, dtype=torch.float64).reshape(1, -1), torch.as_tensor(prop.upper, dtype=torch.float64).reshape(1, -1))
-    layers = [(torch.as_tensor(l, dtype=torch.float64).reshape(1, -1), torch.as_tensor(u, dtype=torch.float64).reshape(1, -1)) for l, u in zip(b.lower, b.upper)]
-    gb = GraphBounds(chain_boxes(box, layers, len(network.affines)), b.method)
+    gb = GraphBounds(graph_boxes(network, prop.lower, prop.upper, b.lower, b.upper), b.method)
     r = bab_clauses(graph, gb, list(enumerate(clause for _, clause in open_clauses)), deadline, lambda x: _confirmed(network, prop, x),
                     branching=branching, share=share)
     clock.domains, clock.max_depth = clock.domains + r.domains, max(clock.max_depth, r.max_depth)

@@ -28,7 +28,7 @@ import time
 import numpy as np
 
 from robustbench_mr.deadline import Deadline
-from robustbench_mr.verifiers.bounds.chain import Bounds, layer_crown
+from robustbench_mr.verifiers.bounds.chain import Bounds, graph_boxes, layer_crown
 from robustbench_mr.verifiers.form.chain import Network
 from robustbench_mr.verifiers.spec.property import Clause
 
@@ -67,11 +67,9 @@ def refine_chain_bounds(network: Network, lower: np.ndarray, upper: np.ndarray, 
     ``budget`` wall seconds (and the caller's ``deadline``): the refined bounds and what was done
     (seconds, neurons searched, unstable counts before and after). Layer 0's bounds are exact
     (an affine map of the box), so the first layer searched is layer 1."""
-    import torch
-
     from robustbench_mr.verifiers.bounds.engine import GraphBounds
     from robustbench_mr.verifiers.decide.bab import relu_bab
-    from robustbench_mr.verifiers.form.from_chain import chain_boxes, chain_graph
+    from robustbench_mr.verifiers.form.from_chain import chain_graph
 
     start = time.perf_counter()
     stop = start + max(budget, 0.0)
@@ -80,7 +78,6 @@ def refine_chain_bounds(network: Network, lower: np.ndarray, upper: np.ndarray, 
     los, his = [np.array(l, dtype=np.float64) for l in b.lower], [np.array(u, dtype=np.float64) for u in b.upper]
     hidden = len(network.affines) - 1
     before = [int(_unstable(l, u).size) for l, u in zip(los[:hidden], his[:hidden])]
-    box = (torch.as_tensor(lower, dtype=torch.float64).reshape(1, -1), torch.as_tensor(upper, dtype=torch.float64).reshape(1, -1))
     searched = 0
     for k in range(1, hidden):
         targets = _unstable(los[k], his[k])
@@ -97,9 +94,7 @@ def refine_chain_bounds(network: Network, lower: np.ndarray, upper: np.ndarray, 
         layer_stop = time.perf_counter() + left * targets.size / (targets.size + LATER_WEIGHT * later)
         sub = Network(network.input_shape, network.layers[:2 * k + 1])
         graph = chain_graph(sub)
-        layers = [(torch.as_tensor(l, dtype=torch.float64).reshape(1, -1), torch.as_tensor(u, dtype=torch.float64).reshape(1, -1))
-                  for l, u in zip(los[:k + 1], his[:k + 1])]
-        gb = GraphBounds(chain_boxes(box, layers, k + 1), b.method)
+        gb = GraphBounds(graph_boxes(sub, lower, upper, los[:k + 1], his[:k + 1]), b.method)
         n = los[k].size
         # +1: the upper bound (the region z_i >= 0), -1: the lower bound
         searches = [(i, side) for i in targets for side in (1.0, -1.0)]
